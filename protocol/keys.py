@@ -19,7 +19,7 @@ gives a passphrase (this one holds the published RFC 8032 TEST 1 key)::
     -----END PRIVATE KEY-----
 
 Randomness is never drawn here for keys: a new key is ``signer_from_seed``
-with 32 bytes the caller took from ``os.urandom``.  (Encrypting a key file
+with 32 random bytes the caller drew from the operating system.  (Encrypting a key file
 is the one exception: the ``cryptography`` package picks the salt and IV.)
 """
 
@@ -29,6 +29,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass, field
+from typing import cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -123,8 +124,7 @@ def _check_name(name: object) -> str:
     problem = key_name_problem(name)
     if problem is not None:
         raise KeyFormatError(f"key name {problem}")
-    assert isinstance(name, str)
-    return name
+    return cast(str, name)
 
 
 def _check_public_key(public_key: object) -> bytes:
