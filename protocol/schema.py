@@ -280,7 +280,7 @@ def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
     elif rule == "enum":
         allowed = "one of " + ", ".join(str(v) for v in rule_value or ())
     elif rule == "minLength":
-        allowed = f"at least {rule_value} characters"
+        allowed = f"at least {_count(rule_value, 'character')}"
     elif rule == "maxLength":
         allowed = f"at most {rule_value} characters"
         got = f"; got {len(value)} characters" if isinstance(value, str) else got

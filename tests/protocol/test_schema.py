@@ -199,7 +199,7 @@ REJECTED = [
     ("pledge", {"places": None}, "field 'places' is required"),
     # lengths and text
     ("offer", {"unit": "x" * 33}, "field 'unit' must be at most 32 characters; got 33 characters"),
-    ("offer", {"unit": ""}, "field 'unit' must be at least 1 characters; got ''"),
+    ("offer", {"unit": ""}, "field 'unit' must be at least 1 character; got ''"),
     ("offer", {"description": "x" * 2001}, "field 'description' must be at most 2000 characters; got 2001"),
     ("statement", {"text": "x" * 20001}, "field 'text' must be at most 20000 characters"),
     ("retract", {"reason": "x" * 1001}, "field 'reason' must be at most 1000 characters"),
