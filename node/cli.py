@@ -1,0 +1,437 @@
+"""The ``solidarity`` command line.
+
+Each command builds a configuration and calls the same code the server uses.
+Authoring commands get one option per body field, generated from the event
+type's schema in ``schemas/``, so the command line and the schemas cannot
+drift apart. User mistakes print one line to stderr and exit 1 (2 for usage
+errors); a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import schemas
+from node.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, load_config
+from protocol.errors import SolidarityError
+
+log = logging.getLogger(__name__)
+
+#: Authoring commands and the event type each appends.
+EVENT_COMMANDS = {
+    "pledge": "pledge",
+    "offer": "offer",
+    "request": "request",
+    "progress": "progress",
+    "accept": "accept",
+    "retract": "retract",
+    "report": "report",
+    "statement": "statement",
+    "endorse": "endorse",
+    "vouch": "vouch",
+    "revoke": "revoke",
+    "profile": "city",
+}
+
+EPILOG = "Documentation: docs/operating.md (running a node), docs/events.md (event fields)."
+
+
+class CliError(Exception):
+    """A user mistake found by the CLI itself (exit 1)."""
+
+
+def _latest_documents() -> dict[str, dict]:
+    latest: dict[str, tuple[int, dict]] = {}
+    for (type_, version), doc in schemas.load_documents().items():
+        if type_ not in latest or version > latest[type_][0]:
+            latest[type_] = (version, doc)
+    return {t: d for t, (_, d) in latest.items()}
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _field_help(prop: dict) -> str:
+    text = prop.get("description", "")
+    if "enum" in prop:
+        text += " One of: " + ", ".join(map(str, prop["enum"])) + "."
+    if prop.get("type") == "array":
+        text += " Comma-separated."
+    return text.replace("%", "%%")
+
+
+def _parse_field(prop: dict, raw: str) -> Any:
+    kind = prop.get("type")
+    if kind == "integer":
+        try:
+            return int(raw)
+        except ValueError:
+            return raw  # the schema check names the field and says an integer is expected
+    if kind == "array":
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("SOLIDARITY_DATA", DEFAULT_DATA_DIR)),
+        help=f"the node's data folder (default {DEFAULT_DATA_DIR}, or $SOLIDARITY_DATA)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="solidarity",
+        description="Run a Solidarity Cities node: your city's signed log of pledges, offers and "
+        "requests, and verified copies of every other member city's log.",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("init", help="create a node for your city", description=(
+        "Create the data folder, the city's Ed25519 key, the log (its origin is fixed from now on), "
+        "a documented config.toml, the database, and entry 0: the city's profile. Prints the "
+        "city's verifier key, which other cities need to admit you."))
+    _add_common(p)
+    p.add_argument("--city", required=True, help="the city's name")
+    p.add_argument("--country", required=True, help="ISO 3166-1 alpha-2 country code, e.g. GR")
+    p.add_argument("--url", required=True, help="public URL of this node, e.g. https://solidarity.athens.gr")
+    p.add_argument("--network", required=True, help="the network's name, e.g. solidarity-cities")
+    p.add_argument("--contact", help="organisational e-mail (default solidarity@<host of --url>)")
+    p.add_argument("--languages", help="comma-separated ISO 639-1 codes (default en)")
+    p.add_argument("--listen", help=f"HOST:PORT for 'serve' (default {DEFAULT_LISTEN})")
+    p.add_argument("--passphrase-file", type=Path, help="encrypt the key with the passphrase in this file")
+    p.set_defaults(func=cmd_init)
+
+    documents = _latest_documents()
+    for command, event_type in EVENT_COMMANDS.items():
+        doc = documents.get(event_type)
+        if doc is None:
+            continue
+        verb = "update the city's profile" if command == "profile" else f"append a {event_type} event"
+        p = sub.add_parser(command, help=verb, description=(
+            f"{doc.get('description', '')} Appends one entry to your city's log and signs a new "
+            "checkpoint; prints the entry id. Entries cannot be changed later: use --dry-run to preview."
+        ).replace("%", "%%"))
+        _add_common(p)
+        required = set(doc.get("required", ()))
+        for field, prop in doc.get("properties", {}).items():
+            mark = "" if command == "profile" or field not in required else " (required)"
+            p.add_argument(_option(field), dest=f"field_{field}", metavar="VALUE", help=_field_help(prop) + mark)
+        p.add_argument("--dry-run", action="store_true", help="show the entry that would be appended; write nothing")
+        p.add_argument("--json", action="store_true", help="print the entry as JSON")
+        p.set_defaults(func=cmd_event, event_type=event_type, properties=doc.get("properties", {}))
+
+    p = sub.add_parser("import", help="append many events from JSON lines", description=(
+        'Append events from a JSON lines file, one {"type": ..., "body": {...}} per line ("-" reads '
+        "stdin). Every line is validated first; one bad line rejects the whole file and nothing is "
+        "written. A good file is appended in one transaction under one new checkpoint."))
+    _add_common(p)
+    p.add_argument("file", help="JSON lines file, or - for standard input")
+    p.add_argument("--dry-run", action="store_true", help="validate and count; write nothing")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("log", help="list the city's own entries", description="The city's entries, newest last.")
+    _add_common(p)
+    p.add_argument("--json", action="store_true", help="JSON lines, one entry each")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("key", help="show the city's verifier key")
+    _add_common(p)
+    key_sub = p.add_subparsers(dest="key_command", metavar="KEY_COMMAND", required=True)
+    kp = key_sub.add_parser("show", help="print the verifier key (name+id+key), as other cities need it")
+    _add_common(kp)
+    kp.set_defaults(func=cmd_key_show)
+
+    p = sub.add_parser("verify", help="audit every log in the store", description=(
+        "Rebuild every log's tree from its entries; check every stored hash, body and checkpoint "
+        "signature, and the database file itself. Exits 1 and names the first problem found."))
+    _add_common(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("serve", help="run the HTTP service", description=(
+        "Serve the node's logs (C2SP tlog-tiles under /v1/logs/<id>/) and its API until stopped."))
+    _add_common(p)
+    p.add_argument("--listen", help=f"HOST:PORT (default from config, {DEFAULT_LISTEN})")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("config", help="check the configuration")
+    _add_common(p)
+    config_sub = p.add_subparsers(dest="config_command", metavar="CONFIG_COMMAND", required=True)
+    cp = config_sub.add_parser("check", help="validate config.toml and environment overrides without starting")
+    _add_common(cp)
+    cp.set_defaults(func=cmd_config_check)
+    return parser
+
+
+# -- commands ----------------------------------------------------------------
+
+
+def _open(args: argparse.Namespace, **kwargs):
+    from node.local import open_node
+
+    config = load_config(args.data)
+    return open_node(config, **kwargs)
+
+
+def entry_json(authored_entry, entry_bytes: bytes, body: dict | None) -> dict:
+    from protocol.entry import entry_id, log_id
+
+    e = authored_entry
+    return {
+        "id": entry_id(entry_bytes).hex(),
+        "log_id": log_id(e.origin),
+        "origin": e.origin,
+        "network": e.network,
+        "seq": e.seq,
+        "time_ms": e.time_ms,
+        "type": e.type,
+        "schema": e.schema,
+        "body_hash": e.body_hash.hex(),
+        "body_size": e.body_size,
+        "body": body,
+    }
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from node.local import init_node
+
+    passphrase = None
+    passphrase_file = ""
+    if args.passphrase_file:
+        from node.local import read_passphrase
+
+        passphrase = read_passphrase(args.passphrase_file)
+        if not passphrase:
+            raise CliError(f"--passphrase-file {args.passphrase_file} is empty")
+        passphrase_file = str(args.passphrase_file.resolve())
+    node, profile = init_node(
+        args.data,
+        city=args.city,
+        country=args.country,
+        url=args.url,
+        network=args.network,
+        contact=args.contact,
+        languages=[x.strip() for x in args.languages.split(",")] if args.languages else None,
+        passphrase=passphrase,
+        passphrase_file=passphrase_file,
+        listen=args.listen,
+    )
+    try:
+        print(f"created node for {profile['name']} in {node.config.data_dir}")
+        print(f"origin:   {node.config['node.origin']}")
+        print(f"profile:  country={profile['country']} contact={profile['contact']} "
+              f"languages={','.join(profile['languages'])} (change with 'solidarity profile')")
+        print("verifier key (share it with the other cities):")
+        print(str(node.signer.verifier))
+    finally:
+        node.close()
+    return 0
+
+
+def _latest_profile(node) -> dict:
+    from protocol.entry import decode_body, decode_entry
+
+    state = node.store.own_log()
+    rows = node.store.conn.execute(
+        "SELECT entry, body FROM entries WHERE lid = ? ORDER BY seq DESC", (state.lid,)
+    )
+    for entry_bytes, body in rows:
+        if decode_entry(entry_bytes).type == "city" and body is not None:
+            return decode_body(body)[1]
+    raise CliError("the log holds no city profile")
+
+
+def _print_authored(args: argparse.Namespace, authored: Sequence, *, dry_run: bool) -> None:
+    for a in authored:
+        if args.json or dry_run:
+            record = entry_json(a.entry, a.entry_bytes, a.body)
+            if dry_run:
+                record["dry_run"] = True
+            print(json.dumps(record, ensure_ascii=False, indent=None if not dry_run else 2))
+        else:
+            print(a.id.hex())
+
+
+def cmd_event(args: argparse.Namespace) -> int:
+    from node.authoring import Event
+
+    body = {}
+    for field, prop in args.properties.items():
+        raw = getattr(args, f"field_{field}")
+        if raw is not None:
+            body[field] = _parse_field(prop, raw)
+    node = _open(args)
+    try:
+        if args.event_type == "city":
+            if not body:
+                raise CliError("profile: give at least one field to change (see --help)")
+            body = {**_latest_profile(node), **body}
+        author = node.author()
+        events = [Event(type=args.event_type, body=body)]
+        authored = author.preview(events) if args.dry_run else author.append(events)
+        _print_authored(args, authored, dry_run=args.dry_run)
+    finally:
+        node.close()
+    return 0
+
+
+def _read_import(path: str) -> list:
+    from node.authoring import Event
+
+    if path == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read {path}: {exc}") from exc
+    events = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"line {n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict) or set(record) - {"type", "body"} or "type" not in record or "body" not in record:
+            raise CliError(f'line {n}: expected an object {{"type": ..., "body": {{...}}}} and nothing else')
+        if not isinstance(record["type"], str) or not isinstance(record["body"], dict):
+            raise CliError(f"line {n}: 'type' must be a string and 'body' an object")
+        events.append((n, Event(type=record["type"], body=record["body"])))
+    if not events:
+        raise CliError(f"{path}: no events to import")
+    return events
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from protocol.errors import SchemaError
+
+    numbered = _read_import(args.file)
+    node = _open(args)
+    try:
+        author = node.author()
+        for n, event in numbered:
+            try:
+                author.validate([event])
+            except SchemaError as exc:
+                raise CliError(f"line {n}: {exc}; nothing was imported") from None
+        events = [e for _, e in numbered]
+        if args.dry_run:
+            print(f"{len(events)} events valid; nothing written (dry run)")
+            return 0
+        authored = author.append(events)
+        print(f"imported {len(authored)} events: entries {authored[0].entry.seq} to {authored[-1].entry.seq}")
+    finally:
+        node.close()
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from protocol.entry import decode_body, decode_entry
+
+    node = _open(args, readonly=True)
+    try:
+        state = node.store.own_log()
+        for stored in node.store.entries(state.lid):
+            entry = decode_entry(stored.entry)
+            body = decode_body(stored.body)[1] if stored.body is not None else None
+            if args.json:
+                print(json.dumps(entry_json(entry, stored.entry, body), ensure_ascii=False))
+            else:
+                summary = json.dumps(body, ensure_ascii=False) if body is not None else "(body erased)"
+                if len(summary) > 100:
+                    summary = summary[:97] + "..."
+                print(f"{entry.seq:>6}  {stored.leaf.hex()[:16]}  {entry.type:<10} {summary}")
+    finally:
+        node.close()
+    return 0
+
+
+def cmd_key_show(args: argparse.Namespace) -> int:
+    node = _open(args, readonly=True)
+    try:
+        print(str(node.signer.verifier))
+    finally:
+        node.close()
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from node.audit import AuditFailure, audit_store
+    from node.store import Store
+
+    config = load_config(args.data)
+    try:
+        store = Store(config.database_path, readonly=True)
+    except SolidarityError as exc:
+        print(f"solidarity verify: FAILED: {exc}", file=sys.stderr)
+        return 1
+    try:
+        results = audit_store(
+            store, progress=lambda r: print(f"ok  {r.origin}  {r.size} entries, {r.bodies} bodies")
+        )
+    except AuditFailure as exc:
+        print(f"solidarity verify: FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"verified {len(results)} logs, {sum(r.size for r in results)} entries")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from node.app import serve
+    from node.config import build_config
+    from node.local import open_node
+
+    config = load_config(args.data)
+    if args.listen:
+        config = build_config(config.data_dir, {**config.values, "http.listen": args.listen}, env={})
+    open_node(config).close()  # refuse to start on a bad key or database, before listening
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, ready=lambda url: print(f"serving on {url}", flush=True)))
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from node.config import SETTINGS
+
+    config = load_config(args.data)
+    for setting in SETTINGS:
+        source = "env" if setting.env in os.environ else "file/default"
+        print(f"{setting.key} = {config[setting.key]!r}  ({source})")
+    print("configuration is valid")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from node.logs import setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(os.environ.get("SOLIDARITY_LOGGING_LEVEL", "warning" if args.command != "serve" else "info"),
+                  os.environ.get("SOLIDARITY_LOGGING_FORMAT", "auto"))
+    try:
+        return args.func(args)
+    except (SolidarityError, CliError) as exc:
+        print(f"solidarity {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
