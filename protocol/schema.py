@@ -59,6 +59,10 @@ _MAX_VERSION = 65535
 _DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 _SCALARS = (str, int, bytes, type(None))  # bool is an int
+# Exact types of a flat body that needs no walk (see validate); anything else,
+# subclasses included, takes the full _check_plain walk.
+_STR_ONLY = frozenset({str})
+_FLAT = frozenset({str, int, bool, bytes, type(None)})
 _CONTAINERS = (dict, list, tuple)
 _TYPE_WORDS = {
     "object": "an object",
@@ -96,7 +100,12 @@ class _Compiled:
     document: Mapping[str, Any]
     check: Callable[[Any], Any]
     fields: tuple[str, ...]
+    field_set: frozenset[str]  # the same names, for one C-level subset test per body
     closed: bool  # additionalProperties is false: unknown fields are rejected up front
+    # The DATE_ORDER and KEY_NAME_OF pairs this type can hold: all of them for an
+    # open schema, only those whose fields it declares for a closed one.
+    date_order: tuple[tuple[str, str], ...]
+    key_name_of: tuple[tuple[str, str], ...]
 
 
 class SchemaRegistry:
@@ -148,28 +157,44 @@ class SchemaRegistry:
         Any input, however hostile, gives SchemaError or None, never another
         exception: bodies come from peers.
         """
+        # This runs for every entry a node syncs (bench/protocol.py measures it),
+        # so each step below takes a C-level fast path for the common valid body
+        # and only walks the slow, explaining path when something is wrong.
         compiled = self._lookup(type, version)
         label = f"{type} body"
         if not isinstance(body, dict):
             raise SchemaError(f"{label}: must be an object; got {_show(body)}")
-        _check_plain(label, body)
-        if compiled.closed:
+        flat = _STR_ONLY.issuperset(map(builtins.type, body)) and _FLAT.issuperset(
+            map(builtins.type, body.values())
+        )
+        if not flat:
+            _check_plain(label, body)  # nested or unusual values: the full walk
+        if compiled.closed and not compiled.field_set.issuperset(body):
             # Checked before the compiled validator so that its message (which
             # echoes every unknown key in full) is never built from peer data.
             for name in body:
-                if name not in compiled.fields:
+                if name not in compiled.field_set:
                     allowed = ", ".join(compiled.fields)
                     raise SchemaError(f"{label}: field {_show(name)} is not allowed; allowed: {allowed}")
         try:
             compiled.check(body)
         except fastjsonschema.JsonSchemaValueException as exc:
             raise SchemaError(f"{label}: {_describe(exc)}") from exc
-        _check_cross_fields(label, body)
+        if compiled.date_order or compiled.key_name_of:
+            _check_cross_fields(label, body, compiled.date_order, compiled.key_name_of)
 
     def _lookup(self, type: str, version: int) -> _Compiled:  # noqa: A002
-        if not self.knows(type, version):
-            raise SchemaError(f"unknown event type {_show(type)} version {_show(version)}")
-        return self._compiled[(type, version)]
+        # Exact types first: the key must be hashable, and True must not find version 1.
+        compiled = (
+            self._compiled.get((type, version))
+            if builtins.type(type) is str and builtins.type(version) is int
+            else None
+        )
+        if compiled is None:
+            if not self.knows(type, version):  # str subclasses are still welcome
+                raise SchemaError(f"unknown event type {_show(type)} version {_show(version)}")
+            compiled = self._compiled[(type, version)]
+        return compiled
 
 
 def _compile(label: str, document: Mapping[str, Any]) -> _Compiled:
@@ -186,11 +211,21 @@ def _compile(label: str, document: Mapping[str, Any]) -> _Compiled:
         check = fastjsonschema.compile(document, formats=_FORMATS, use_default=False)
     except Exception as exc:  # the compiler fails in many ways (definition errors, re.error, ...)
         raise SchemaError(f"{label}: cannot compile: {preview(str(exc), 120)}") from exc
+    closed = document.get("additionalProperties", True) is False
+    declared = set(properties)
+
+    def applicable(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        # A closed schema rejects undeclared fields before the cross-field rules run.
+        return tuple(pair for pair in pairs if not closed or set(pair) <= declared)
+
     return _Compiled(
         document=document,
         check=check,
         fields=tuple(properties),
-        closed=document.get("additionalProperties", True) is False,
+        field_set=frozenset(properties),
+        closed=closed,
+        date_order=applicable(DATE_ORDER),
+        key_name_of=applicable(KEY_NAME_OF),
     )
 
 
@@ -237,13 +272,18 @@ def _check_plain(label: str, body: dict) -> None:
                 raise SchemaError(f"{label}: field {_field((*path, key))} must hold JSON data; got {_show(item)}")
 
 
-def _check_cross_fields(label: str, body: dict) -> None:
+def _check_cross_fields(
+    label: str,
+    body: dict,
+    date_order: tuple[tuple[str, str], ...] = DATE_ORDER,
+    key_name_of: tuple[tuple[str, str], ...] = KEY_NAME_OF,
+) -> None:
     """The rules between fields (see DATE_ORDER, KEY_NAME_OF); runs after the schema passed."""
-    for earlier, later in DATE_ORDER:
+    for earlier, later in date_order:
         start, end = body.get(earlier), body.get(later)
         if isinstance(start, str) and isinstance(end, str) and end < start:
             raise SchemaError(f"{label}: field '{later}' must not be before '{earlier}' ({start}); got {preview(end)}")
-    for origin_field, key_field in KEY_NAME_OF:
+    for origin_field, key_field in key_name_of:
         origin, key = body.get(origin_field), body.get(key_field)
         if isinstance(origin, str) and isinstance(key, str):
             name = key.partition("+")[0]  # C2SP signed-note: key names contain no "+"
