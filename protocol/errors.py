@@ -82,6 +82,12 @@ class EvidenceError(ProtocolError):
     title = "invalid evidence"
 
 
+class NetworkFileError(ProtocolError):
+    """A network file (the network's trust root) that is malformed or inconsistent."""
+
+    title = "invalid network file"
+
+
 def preview(value: object, limit: int = 40) -> str:
     """A bounded, printable rendering of untrusted input for error messages."""
     text = repr(value)
