@@ -1,0 +1,66 @@
+"""bench/node.py --quick runs end to end and prints every figure it promises.
+
+A smoke test only: it checks the benchmark still works against the current
+node code (keys present, numbers positive, temporary stores removed), never
+how fast anything is; timings belong to the benchmark's output, not to CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+POSITIVE = (
+    "append_batched_entries_per_s",
+    "append_single_entries_per_s",
+    "cli_command_entries_per_s",
+    "db_entries",
+    "db_bytes",
+    "db_entry_bytes",
+    "db_body_bytes",
+    "db_bytes_per_raw_byte",
+    "db_bytes_per_entry_byte",
+    "healthz_served_per_s",
+    "full_tiles_served_per_s",
+    "full_bundles_served_per_s",
+    "full_bundles_served_per_s_identity",
+    "serve_rss_mb",
+    "serve_rss_small_mb",
+    "rss_ratio",
+)
+FLAGS = ("target_met", "rss_flat", "rss_target_met")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_bench_node_quick_prints_every_figure(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "node.py"), "--quick"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)  # exactly one JSON document, nothing else on stdout
+    assert result["quick"] is True
+    for key in POSITIVE:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert value > 0, (key, value)
+    for key in FLAGS:
+        assert isinstance(result[key], bool), (key, result[key])
+    cpu = result["server_cpu_us_per_request"]
+    assert set(cpu) == {"healthz", "tiles", "bundles", "bundles_identity"}
+    assert all(v > 0 for v in cpu.values()), cpu
+    assert result["db_bytes_per_raw_byte"] < result["db_bytes_per_entry_byte"]
+    # The stores built for the run (the full run's is 1M entries) are removed afterwards.
+    assert list(tmp_path.iterdir()) == []
