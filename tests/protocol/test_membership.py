@@ -315,7 +315,7 @@ def test_invariants(founders: list[str], rule: AdmissionRule, votes: list[Vote])
         assert len({v for v in m.members if (v, key) in vouched}) < needed
     for key, vote in m.admitted.items():
         assert vote.kind == "vouch" and vote.subject == key and vote.voter in m.members
-        candidates = [v for v in votes if v.kind == "vouch" and v.subject == key and v.voter in m.members]
+        candidates = [v for v in votes if v.kind == "vouch" and v.subject == key and v.voter in m.members and v.voter != v.subject]
         assert (vote.voter, vote.ref) == min((v.voter, v.ref) for v in candidates)
 
 
