@@ -118,6 +118,8 @@ async def tile(request: web.Request) -> web.Response:
         headers={"Cache-Control": IMMUTABLE if wanted.is_full else PARTIAL},
     )
     if wanted.entries:
+        # Vary: a shared cache must not hand the gzip copy to a client that did not ask for it.
+        response.headers["Vary"] = "Accept-Encoding"
         response.enable_compression()
     return response
 
@@ -132,7 +134,9 @@ async def bodies(request: web.Request) -> web.Response:
 
     data = await read_db(request.app, read)
     response = web.Response(
-        body=data, content_type="application/octet-stream", headers={"Cache-Control": BODIES_CACHE}
+        body=data,
+        content_type="application/octet-stream",
+        headers={"Cache-Control": BODIES_CACHE, "Vary": "Accept-Encoding"},
     )
     response.enable_compression()
     return response
