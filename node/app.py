@@ -19,11 +19,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from node import tlog_routes
+from node import federation_routes, tlog_routes
 from node.config import Config
-from node.context import CONFIG, EXECUTOR, READ_THREADS, STORES, WATCHER
+from node.context import CONFIG, EXECUTOR, FEDERATION, GOSSIP, READ_THREADS, STORES, WATCHER
 from node.errors import Busy, NodeError
 from node.store import Store, ThreadLocalStores
 from protocol.errors import SolidarityError
@@ -131,18 +132,56 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         watcher_store.close()
 
 
+async def _federation(app: web.Application) -> AsyncIterator[None]:
+    """Gossip and sync, when a network file is installed; a standalone node just serves."""
+    from node.federation import Federation
+    from node.local import load_network
+
+    config = app[CONFIG]
+    network = load_network(config)
+    if network is None:
+        log.warning("no network file installed: serving only, not syncing",
+                    extra={"path": str(config.network_path)})
+        yield
+        return
+    store = Store(config.database_path)
+    session = aiohttp.ClientSession()
+    federation = Federation(
+        store, network, own_url=config["node.public_url"], session=session,
+        interval=config["gossip.interval_ms"] / 1000, fanout=config["gossip.fanout"],
+        timeout=config["gossip.timeout_ms"] / 1000,
+    )
+    app[FEDERATION] = federation
+    app[WATCHER].subscribe(federation.log_grew)
+    task = asyncio.create_task(federation.run(), name="gossip") if app[GOSSIP] else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await federation.close()
+        await session.close()
+        store.close()
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, *, gossip: bool = True) -> web.Application:
+    """The node's application; ``gossip=False`` serves and answers peers but starts no rounds."""
     app = web.Application(
         middlewares=[problem_middleware], client_max_size=config["http.max_request_bytes"]
     )
     app[CONFIG] = config
+    app[GOSSIP] = gossip
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_federation)
     app.router.add_get("/healthz", healthz)
     tlog_routes.add_routes(app)
+    federation_routes.add_routes(app)
     return app
 
 

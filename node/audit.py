@@ -40,6 +40,22 @@ def _fail(state: LogState, message: str) -> AuditFailure:
 
 def audit_log(store: Store, state: LogState) -> AuditedLog:
     verifier = parse_verifier_key(state.verifier)
+    signed = None
+    if state.checkpoint is not None:
+        try:
+            signed = open_checkpoint(state.checkpoint, verifier).checkpoint
+        except ProtocolError as exc:
+            raise _fail(state, f"checkpoint: {exc}") from exc
+        if signed.size > state.size:
+            raise _fail(state, f"checkpoint signs size {signed.size} but only {state.size} entries are held")
+    elif state.size and state.own:
+        raise _fail(state, "no signed checkpoint for a non-empty log")
+    if state.pending is not None:
+        try:
+            open_checkpoint(state.pending, verifier)
+        except ProtocolError as exc:
+            raise _fail(state, f"pending checkpoint: {exc}") from exc
+    root_at_checkpoint = EMPTY_ROOT
     tree = CompactTree()
     stored_nodes = {}
     for level, idx, h in store.conn.execute(
@@ -73,6 +89,8 @@ def audit_log(store: Store, state: LogState) -> AuditedLog:
                 expected_nodes += 1
                 if stored_nodes.get((level, idx)) != h:
                     raise _fail(state, f"tile hash at level {level} index {idx} is missing or wrong")
+        if signed is not None and tree.size == signed.size:
+            root_at_checkpoint = tree.root()
     if tree.size != state.size:
         raise _fail(state, f"log holds {tree.size} entries but its head says {state.size}")
     if expected_nodes != len(stored_nodes):
@@ -80,18 +98,10 @@ def audit_log(store: Store, state: LogState) -> AuditedLog:
     root = tree.root() if tree.size else EMPTY_ROOT
     if root != state.root:
         raise _fail(state, f"rebuilt root at size {tree.size} differs from the stored root")
-    if state.checkpoint is None:
-        if state.size:
-            raise _fail(state, "no signed checkpoint for a non-empty log")
-    else:
-        try:
-            cp = open_checkpoint(state.checkpoint, verifier).checkpoint
-        except ProtocolError as exc:
-            raise _fail(state, f"checkpoint: {exc}") from exc
-        if cp.size != tree.size or cp.root != root:
-            raise _fail(
-                state, f"checkpoint signs size {cp.size} with another root than the {tree.size} entries held"
-            )
+    if signed is not None and signed.root != root_at_checkpoint:
+        raise _fail(state, f"checkpoint signs size {signed.size} with another root than the entries held")
+    if state.own and (signed is None or signed.size != tree.size):
+        raise _fail(state, f"own log holds {tree.size} entries but its checkpoint is not for that size")
     return AuditedLog(log_id=state.log_id, origin=state.origin, size=tree.size, bodies=bodies)
 
 
@@ -103,6 +113,9 @@ def audit_store(store: Store, progress: Callable[[AuditedLog], None] | None = No
         raise AuditFailure(f"database file {store.path} is corrupted: {exc}") from exc
     if problems != ["ok"]:
         raise AuditFailure(f"database file {store.path} is corrupted: {problems[0][:200]}")
+    missing = {"meta", "logs", "entries", "hashes", "evidence"} - set(store.db.table_names())
+    if missing:
+        raise AuditFailure(f"database file {store.path} lacks tables: {', '.join(sorted(missing))}")
     results = []
     try:
         logs = store.logs()

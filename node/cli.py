@@ -10,7 +10,6 @@ errors); a traceback means a bug.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -113,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--languages", help="comma-separated ISO 639-1 codes (default en)")
     p.add_argument("--listen", help=f"HOST:PORT for 'serve' (default {DEFAULT_LISTEN})")
     p.add_argument("--passphrase-file", type=Path, help="encrypt the key with the passphrase in this file")
+    p.add_argument("--network-file", type=Path, help="install this network file (a city joining later)")
     p.set_defaults(func=cmd_init)
 
     documents = _latest_documents()
@@ -166,6 +166,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--listen", help=f"HOST:PORT (default from config, {DEFAULT_LISTEN})")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("network", help="create, sign and install the network file")
+    net_sub = p.add_subparsers(dest="network_command", metavar="NETWORK_COMMAND", required=True)
+    np_ = net_sub.add_parser("create", help="print a new network file for the founding cities", description=(
+        "Print a network file: the network's trust root, naming its founding members and the "
+        "admission rule. Founders each run 'init' first and share their verifier keys; then each "
+        "signs the file with 'solidarity network sign'."))
+    np_.add_argument("--name", required=True, help="the network's name (as given to init --network)")
+    np_.add_argument("--quorum", type=int, required=True,
+                     help="minimum number of member vouches that admit (or revoke) a city")
+    np_.add_argument("--share", type=int, default=50,
+                     help="and more than this percentage of current members must vouch (default 50)")
+    np_.add_argument("--member", action="append", required=True, metavar="NAME,VERIFIER_KEY,URL",
+                     help="a founding city; repeat for each")
+    np_.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    np_.set_defaults(func=cmd_network_create)
+    np_ = net_sub.add_parser("sign", help="add this city's signature to a network file")
+    _add_common(np_)
+    np_.add_argument("file", type=Path, help="the network file; signed in place")
+    np_.set_defaults(func=cmd_network_sign)
+    np_ = net_sub.add_parser("join", help="install a network file into this node", description=(
+        "Check that the file fits this node (network name, and this city's key if it is a founder), "
+        "show who signed it, and install it; 'serve' then syncs with the network."))
+    _add_common(np_)
+    np_.add_argument("file", type=Path, help="the network file")
+    np_.set_defaults(func=cmd_network_join)
+
+    p = sub.add_parser("sync", help="pull every member log once from the peers, then exit")
+    _add_common(p)
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("peers", help="list the peers and whether they answer")
+    _add_common(p)
+    p.set_defaults(func=cmd_peers)
 
     p = sub.add_parser("config", help="check the configuration")
     _add_common(p)
@@ -230,6 +264,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         listen=args.listen,
     )
     try:
+        if args.network_file:
+            _install_network(node.config, _read_network(args.network_file), str(node.signer.verifier))
         print(f"created node for {profile['name']} in {node.config.data_dir}")
         print(f"origin:   {node.config['node.origin']}")
         print(f"profile:  country={profile['country']} contact={profile['contact']} "
@@ -393,6 +429,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from node.app import serve
     from node.config import build_config
     from node.local import open_node
@@ -404,6 +442,137 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, ready=lambda url: print(f"serving on {url}", flush=True)))
     return 0
+
+
+def _read_network(path: Path):
+    from protocol.network import parse_network_file
+
+    try:
+        return parse_network_file(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read network file {path}: {exc}") from exc
+
+
+def cmd_network_create(args: argparse.Namespace) -> int:
+    from protocol.keys import parse_verifier_key
+    from protocol.network import AdmissionRule, Founder, NetworkFile, format_network_file
+
+    founders = []
+    for n, spec in enumerate(args.member, start=1):
+        parts = spec.split(",", 2)
+        if len(parts) != 3:
+            raise CliError(f"--member {n}: expected NAME,VERIFIER_KEY,URL, got {spec[:80]!r}")
+        name, key, url = (p.strip() for p in parts)
+        founders.append(Founder(name=name, key=parse_verifier_key(key), url=url.rstrip("/")))
+    network = NetworkFile(
+        name=args.name,
+        rule=AdmissionRule(min_vouches=args.quorum, share_percent=args.share),
+        founders=tuple(founders),
+        signatures=(),
+    )
+    text = format_network_file(network)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}: now each founder runs 'solidarity network sign {args.out}'")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_network_sign(args: argparse.Namespace) -> int:
+    from protocol.network import format_network_file, network_hash, sign_network_file
+
+    network = _read_network(args.file)
+    node = _open(args, readonly=True)
+    try:
+        signed = sign_network_file(network, node.signer)
+    finally:
+        node.close()
+    args.file.write_text(format_network_file(signed), encoding="utf-8")
+    print(f"signed network {signed.name} ({network_hash(signed).hex()[:16]}...) as {node.signer.name}")
+    return 0
+
+
+def _install_network(config, network, verifier: str) -> None:
+    from node.local import check_network_for_node
+    from protocol.network import format_network_file, network_hash, verify_network_signatures
+
+    check_network_for_node(network, config, verifier)
+    signed_by = [f.name for f in verify_network_signatures(network)]
+    config.network_path.write_text(format_network_file(network), encoding="utf-8")
+    print(f"installed network {network.name}: hash {network_hash(network).hex()}")
+    print(f"founders: {len(network.founders)}; signed by: {', '.join(signed_by) or 'nobody yet'}")
+
+
+def cmd_network_join(args: argparse.Namespace) -> int:
+    network = _read_network(args.file)
+    node = _open(args, readonly=True)
+    try:
+        _install_network(node.config, network, str(node.signer.verifier))
+    finally:
+        node.close()
+    return 0
+
+
+def _with_federation(args: argparse.Namespace, fn):
+    import asyncio
+
+    import aiohttp
+
+    from node.federation import Federation
+    from node.local import load_network
+
+    node = _open(args)
+    try:
+        network = load_network(node.config)
+        if network is None:
+            raise CliError("no network file installed: run 'solidarity network join FILE' first")
+        config = node.config
+
+        async def run():
+            async with aiohttp.ClientSession() as session:
+                federation = Federation(node.store, network, own_url=config["node.public_url"], session=session,
+                                        timeout=config["gossip.timeout_ms"] / 1000)
+                try:
+                    return await fn(federation)
+                finally:
+                    await federation.close()
+
+        return asyncio.run(run())
+    finally:
+        node.close()
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    async def sync(federation):
+        outcomes = await federation.sync_all()
+        for outcome in outcomes:
+            print(f"{outcome.log_id[:16]}  {outcome.state:<13} size {outcome.size}  fetched {outcome.fetched}")
+        failed = [p for p in federation.peers.values() if p.last_error]
+        for peer in failed:
+            print(f"peer {peer.url}: {peer.last_error}", file=sys.stderr)
+        return 0 if len(failed) < len(federation.peers) or not federation.peers else 1
+
+    return _with_federation(args, sync)
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    async def peers(federation):
+        urls = await federation._db(federation.peer_urls)  # noqa: SLF001 (same package)
+        for url in urls:
+            try:
+                async with federation.session.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    state = "answers" if r.status == 200 else f"answered {r.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                state = f"unreachable ({type(exc).__name__})"
+            print(f"{url}  {state}")
+        if not urls:
+            print("no peers: the network file names no other members yet")
+        return 0
+
+    return _with_federation(args, peers)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

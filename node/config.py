@@ -142,6 +142,13 @@ SETTINGS: tuple[Setting, ...] = (
         "LoadCredential= and leave this empty: $CREDENTIALS_DIRECTORY/passphrase is read.",
     ),
     Setting("node", "database", "solidarity.db", _string(allow_empty=False), "The SQLite database, relative to the data folder."),
+    Setting(
+        "node",
+        "network_file",
+        "network.toml",
+        _string(allow_empty=False),
+        "The installed network file (the network's trust root), relative to the data folder.",
+    ),
     Setting("http", "listen", DEFAULT_LISTEN, _listen, "HOST:PORT the HTTP service listens on."),
     Setting(
         "http",
@@ -149,6 +156,15 @@ SETTINGS: tuple[Setting, ...] = (
         65536,
         _integer(1024, 16 * 1024 * 1024),
         "Largest request body the node accepts.",
+    ),
+    Setting("gossip", "interval_ms", 2000, _integer(50, 600_000), "Milliseconds between gossip rounds."),
+    Setting("gossip", "fanout", 2, _integer(1, 32), "Peers contacted each gossip round."),
+    Setting(
+        "gossip",
+        "timeout_ms",
+        20000,
+        _integer(100, 600_000),
+        "Longest wait for one answer from a peer; slower peers are backed off.",
     ),
     Setting("logging", "level", "info", _choice("debug", "info", "warning", "error"), "Least severe log level written."),
     Setting(
@@ -180,6 +196,10 @@ class Config:
     @property
     def key_path(self) -> Path:
         return self.data_dir / self.values["node.key_file"]
+
+    @property
+    def network_path(self) -> Path:
+        return self.data_dir / self.values["node.network_file"]
 
     @property
     def passphrase_path(self) -> Path | None:

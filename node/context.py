@@ -19,6 +19,7 @@ from node.store import Store, ThreadLocalStores
 
 if TYPE_CHECKING:
     from node.app import HeadWatcher
+    from node.federation import Federation
 
 T = TypeVar("T")
 
@@ -26,6 +27,8 @@ CONFIG = web.AppKey("config", Config)
 STORES = web.AppKey("stores", ThreadLocalStores)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 WATCHER = web.AppKey("watcher", "HeadWatcher")
+FEDERATION = web.AppKey("federation", "Federation")
+GOSSIP = web.AppKey("gossip", bool)
 
 #: How long a database read may take before the request is answered 503.
 READ_TIMEOUT_S = 10.0

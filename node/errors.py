@@ -57,3 +57,17 @@ class AuthoringRefused(NodeError):
 
     status = 409
     title = "authoring refused"
+
+
+class PeerRefused(NodeError):
+    """A peer's request that this node will not act on (not a member, other network)."""
+
+    status = 403
+    title = "refused"
+
+
+class Conflict(NodeError):
+    """The request conflicts with what this node holds (e.g. another network file)."""
+
+    status = 409
+    title = "conflict"

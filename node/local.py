@@ -20,11 +20,12 @@ from urllib.parse import urlsplit
 import schemas
 from node.authoring import Author, Event
 from node.config import CONFIG_FILE, Config, build_config, write_config
-from node.errors import ConfigError, StorageError
-from node.store import Store
+from node.errors import AuthoringRefused, ConfigError, StorageError
+from node.store import LogState, Store
 from protocol.entry import log_id as compute_log_id
 from protocol.keys import Signer, load_private_key, save_private_key, signer_from_seed
 from protocol.merkle import EMPTY_ROOT
+from protocol.network import NetworkFile, parse_network_file
 from protocol.schema import SchemaRegistry
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,21 @@ class LocalNode:
     registry: SchemaRegistry
 
     def author(self, **kwargs) -> Author:
+        kwargs.setdefault("guard", refuse_if_forked)
         return Author(self.store, self.signer, self.registry, network=self.config["node.network"], **kwargs)
 
     def close(self) -> None:
         self.store.close()
+
+
+def refuse_if_forked(store: Store, state: LogState) -> None:
+    """Evidence against our own city stops all authoring: appending would deepen the fork."""
+    if state.log_id in store.evidence():
+        raise AuthoringRefused(
+            "evidence is held that this city's log was signed with two histories: someone else "
+            "holds this city's key, or a copy of this node is running. Authoring is stopped; see "
+            "'GET /v1/evidence' and docs/operating.md (key compromise)"
+        )
 
 
 def read_passphrase(path: Path | None) -> bytes | None:
@@ -181,6 +193,38 @@ def init_node(
                     Path(str(path) + suffix).unlink()
         raise
     return node, profile
+
+
+def load_network(config: Config) -> NetworkFile | None:
+    """The installed network file, or None for a node that has not joined one yet."""
+    path = config.network_path
+    if not path.exists():
+        return None
+    try:
+        network = parse_network_file(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read network file {path}: {exc}") from exc
+    if network.name != config["node.network"]:
+        raise ConfigError(
+            f"network file {path} is for network {network.name!r} but this node is in "
+            f"{config['node.network']!r} (setting node.network)"
+        )
+    return network
+
+
+def check_network_for_node(network: NetworkFile, config: Config, verifier: str) -> None:
+    """Refuse a network file that does not fit this node, saying why."""
+    if network.name != config["node.network"]:
+        raise ConfigError(
+            f"the network file is for network {network.name!r}, this node was created for "
+            f"{config['node.network']!r}"
+        )
+    for founder in network.founders:
+        if founder.key.name == config["node.origin"] and str(founder.key) != verifier:
+            raise ConfigError(
+                f"the network file lists origin {founder.key.name!r} with key {founder.key}, "
+                f"but this node's key is {verifier}: wrong node, or the file was edited"
+            )
 
 
 def require_node_dir(data_dir: Path) -> None:

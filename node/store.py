@@ -4,8 +4,12 @@ One database file holds this city's log and, later, verified copies of other
 cities' logs. Tables (all ``WITHOUT ROWID`` where the key is the data):
 
 - ``meta``: ``format_version`` and other store-wide facts.
-- ``logs``: one row per log: its origin, verifier key, size, root and the
-  latest checkpoint signed by its city.
+- ``logs``: one row per log: its origin, verifier key, the number of entries
+  held (``size``) and their root, the latest checkpoint signed by its city
+  that the node holds completely (``checkpoint``, never beyond ``size``) and,
+  while a sync is under way, the checkpoint being fetched towards (``pending``).
+- ``evidence``: at most one piece of evidence of equivocation per log (one
+  is enough, and a city signing many forks cannot fill the disk).
 - ``entries``: ``(lid, seq) -> leaf hash, entry bytes, salted body``. The
   body column is NULL once a body is erased; the entry and its leaf stay.
 - ``hashes``: tree hashes at levels 8, 16, ... (the levels tlog-tiles serves
@@ -28,10 +32,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from node.errors import NotFound, StorageError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,7 @@ CREATE TABLE IF NOT EXISTS logs (
     size INTEGER NOT NULL DEFAULT 0,
     root BLOB NOT NULL,
     checkpoint BLOB,
+    pending BLOB,
     updated_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS entries (
@@ -66,6 +73,11 @@ CREATE TABLE IF NOT EXISTS entries (
     body BLOB,
     PRIMARY KEY (lid, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evidence (
+    lid INTEGER PRIMARY KEY,
+    evidence BLOB NOT NULL,
+    found_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS hashes (
     lid INTEGER NOT NULL,
     level INTEGER NOT NULL,
@@ -88,6 +100,7 @@ class LogState:
     size: int
     root: bytes
     checkpoint: bytes | None
+    pending: bytes | None
     updated_ms: int
 
 
@@ -138,7 +151,7 @@ class Store:
             )
         self.readonly = readonly
         self.conn = _connect(self.path, readonly=readonly)
-        self.db = sqlite_utils.Database(self.conn, execute_plugins=False)
+        self._db: sqlite_utils.Database | None = None
         self._check_format()
 
     @classmethod
@@ -158,6 +171,16 @@ class Store:
         finally:
             conn.close()
         return cls(path)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, for introspection and maintenance
+        (the audit, backups); made on first use so short CLI commands do not pay for it."""
+        if self._db is None:
+            import sqlite_utils as su
+
+            self._db = su.Database(self.conn, execute_plugins=False)
+        return self._db
 
     def close(self) -> None:
         self.conn.close()
@@ -233,11 +256,11 @@ class Store:
 
     # -- logs -----------------------------------------------------------
 
-    _LOG_COLUMNS = "lid, log_id, origin, verifier, own, size, root, checkpoint, updated_ms"
+    _LOG_COLUMNS = "lid, log_id, origin, verifier, own, size, root, checkpoint, pending, updated_ms"
 
     @staticmethod
     def _log_row(row: tuple) -> LogState:
-        lid, log_id, origin, verifier, own, size, root, checkpoint, updated_ms = row
+        lid, log_id, origin, verifier, own, size, root, checkpoint, pending, updated_ms = row
         return LogState(
             lid=lid,
             log_id=log_id,
@@ -247,6 +270,7 @@ class Store:
             size=size,
             root=root,
             checkpoint=checkpoint,
+            pending=pending,
             updated_ms=updated_ms,
         )
 
@@ -270,6 +294,12 @@ class Store:
             raise NotFound(f"no log {log_id[:64]} on this node")
         return self._log_row(row)
 
+    def find_log(self, log_id: str) -> LogState | None:
+        try:
+            return self.log(log_id)
+        except NotFound:
+            return None
+
     def own_log(self) -> LogState:
         row = self.conn.execute(
             f"SELECT {self._LOG_COLUMNS} FROM logs WHERE own = 1"
@@ -279,12 +309,48 @@ class Store:
         return self._log_row(row)
 
     def set_head(
-        self, lid: int, *, size: int, root: bytes, checkpoint: bytes, updated_ms: int
+        self,
+        lid: int,
+        *,
+        size: int,
+        root: bytes,
+        checkpoint: bytes | None,
+        updated_ms: int,
+        pending: bytes | None = None,
     ) -> None:
         self.conn.execute(
-            "UPDATE logs SET size = ?, root = ?, checkpoint = ?, updated_ms = ? WHERE lid = ?",
-            (size, root, checkpoint, updated_ms, lid),
+            "UPDATE logs SET size = ?, root = ?, checkpoint = ?, pending = ?, updated_ms = ? WHERE lid = ?",
+            (size, root, checkpoint, pending, updated_ms, lid),
         )
+
+    def truncate(self, lid: int, size: int, root: bytes, updated_ms: int) -> None:
+        """Drop entries past ``size`` that no held checkpoint covers (an abandoned sync)."""
+        self.conn.execute("DELETE FROM entries WHERE lid = ? AND seq >= ?", (lid, size))
+        self.conn.execute(
+            "DELETE FROM hashes WHERE lid = ? AND ((idx + 1) << level) > ?", (lid, size)
+        )
+        self.conn.execute(
+            "UPDATE logs SET size = ?, root = ?, pending = NULL, updated_ms = ? WHERE lid = ?",
+            (size, root, updated_ms, lid),
+        )
+
+    # -- evidence -------------------------------------------------------
+
+    def add_evidence(self, lid: int, evidence: bytes, found_ms: int) -> bool:
+        """Keep the first evidence against a log; returns False if one was already held."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO evidence (lid, evidence, found_ms) VALUES (?, ?, ?)",
+            (lid, evidence, found_ms),
+        )
+        return cur.rowcount == 1
+
+    def evidence(self) -> dict[str, tuple[bytes, int]]:
+        """Evidence held, by log id: (encoded evidence, when it was found)."""
+        rows = self.conn.execute(
+            "SELECT logs.log_id, evidence.evidence, evidence.found_ms FROM evidence "
+            "JOIN logs ON logs.lid = evidence.lid ORDER BY logs.log_id"
+        )
+        return {log_id: (ev, found) for log_id, ev, found in rows}
 
     # -- entries and hashes ---------------------------------------------
 

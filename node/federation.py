@@ -1,0 +1,576 @@
+"""Federation: membership, peers, push-pull gossip, announcements and evidence.
+
+A node under a network file keeps a verified copy of every member city's log.
+Each gossip round it sends one or a few random peers a small digest of what it
+holds (the network digest and 16 bucket digests, by first hex digit of log
+id). Only when buckets differ does the answer carry per-log checkpoints, and
+only for those buckets; each side then pulls what it lacks through
+:mod:`node.sync`. A node that accepts no inbound connections converges too:
+it pulls from whomever it asks.
+
+When any log grows here (authored, or synced), its new checkpoint is announced
+to the peers at once (modelled on C2SP tlog-witness ``add-checkpoint``): the
+receiver verifies the city's signature before acting, pulls from the
+announcer, and announces onwards, so a new entry spreads in a few hops.
+
+The network digest is the hex SHA-256 of the canonical MessagePack of
+``[network file hash, sorted [log id, size, root] of member logs without
+evidence, sorted log ids with evidence]``: nodes that hold the same verified
+data have the same digest, also after an equivocation, whichever branch each
+saw first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from node.errors import BadRequest, PeerRefused
+from node.store import Store
+from node.sync import Fetcher, Member, PeerError, SyncOutcome, Syncer
+from protocol.checkpoint import open_checkpoint, parse_checkpoint
+from protocol.encoding import encode
+from protocol.entry import decode_body, decode_entry, log_id as compute_log_id
+from protocol.errors import ProtocolError
+from protocol.evidence import check_evidence, decode_evidence, encode_evidence
+from protocol.keys import parse_verifier_key
+from protocol.membership import Membership, Vote, compute_membership
+from protocol.network import NetworkFile, network_hash, verify_network_signatures
+from protocol.note import MAX_NOTE_SIZE, parse_note
+
+log = logging.getLogger(__name__)
+
+BUCKETS = 16
+GOSSIP_INTERVAL_S = 2.0
+FANOUT = 2
+MAX_BACKOFF_S = 60.0
+MAX_EVIDENCE_BYTES = 64 * 1024
+MAX_GOSSIP_BYTES = 4 * 1024 * 1024
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class PeerState:
+    url: str
+    failures: int = 0
+    next_try: float = 0.0
+    last_success_ms: int | None = None
+    last_error: str | None = None
+    last_error_ms: int | None = None
+
+    def ok(self) -> None:
+        self.failures = 0
+        self.next_try = 0.0
+        self.last_success_ms = now_ms()
+
+    def failed(self, error: str, clock: float) -> None:
+        self.failures += 1
+        self.last_error = error[:300]
+        self.last_error_ms = now_ms()
+        self.next_try = clock + min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 10) * 0.25)
+
+    def as_json(self) -> dict:
+        return {
+            "url": self.url,
+            "failures": self.failures,
+            "last_success_ms": self.last_success_ms,
+            "last_error": self.last_error,
+            "last_error_ms": self.last_error_ms,
+            "backed_off": self.failures > 0,
+        }
+
+
+@dataclass(slots=True)
+class _LogScan:
+    """What has been read from one member log: votes and the latest profile URLs."""
+
+    scanned: int = 0
+    votes: list[Vote] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    name: str = ""
+
+
+class Federation:
+    """One node's view of the network and its gossip with peers."""
+
+    def __init__(
+        self,
+        store: Store,
+        network: NetworkFile,
+        *,
+        own_url: str,
+        session: aiohttp.ClientSession,
+        interval: float = GOSSIP_INTERVAL_S,
+        fanout: int = FANOUT,
+        timeout: float = 20.0,
+        rng: random.Random | None = None,
+        clock=time.monotonic,
+    ) -> None:
+        self.store = store
+        self.network = network
+        self.network_hash = network_hash(network)
+        self.signed_by = tuple(f.name for f in verify_network_signatures(network))
+        self.own_url = own_url.rstrip("/")
+        self.session = session
+        self.interval = interval
+        self.fanout = fanout
+        self.timeout = timeout
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="federation-db")
+        self.syncer = Syncer(store, on_evidence=self._evidence_found, executor=self.executor)
+        self.own_log_id = store.own_log().log_id
+        #: _scans and _membership are shared by the gossip thread and the API's readers.
+        self._scan_lock = threading.Lock()
+        self.peers: dict[str, PeerState] = {}
+        self.rounds = 0
+        self.own_evidence = False
+        self._scans: dict[str, _LogScan] = {}
+        self._membership: Membership | None = None
+        self._pulls: set[asyncio.Task] = set()
+        self._exchanging: set[str] = set()
+        #: Tests restrict who may be contacted to build topologies and partitions.
+        self.allowed_peers: set[str] | None = None
+        self.stats = {"gossip_sent": 0, "gossip_bytes_sent": 0, "gossip_received": 0, "announces_sent": 0}
+        self._founder_urls = {str(f.key): f.url for f in network.founders}
+
+    def fetcher(self, url: str) -> Fetcher:
+        return Fetcher(self.session, url, timeout=self.timeout)
+
+    # -- membership and peers ------------------------------------------
+
+    def _db(self, fn):
+        return asyncio.get_running_loop().run_in_executor(self.executor, fn, self.store)
+
+    def _scan(self, store: Store) -> None:
+        """Read new entries of held member logs for votes and profiles (incremental)."""
+        for state in store.logs():
+            scan = self._scans.setdefault(state.log_id, _LogScan())
+            if state.size <= scan.scanned:
+                continue
+            for stored in store.entries(state.lid, scan.scanned, state.size):
+                try:
+                    entry = decode_entry(stored.entry)
+                except ProtocolError:
+                    continue
+                if entry.type not in ("vouch", "revoke", "city") or stored.body is None:
+                    continue
+                try:
+                    _, body = decode_body(stored.body)
+                except ProtocolError:
+                    continue
+                if entry.type == "city":
+                    urls = body.get("urls")
+                    if isinstance(urls, list):
+                        scan.urls = [u for u in urls if isinstance(u, str)][:8]
+                    scan.name = str(body.get("name", ""))[:200]
+                elif isinstance(body.get("key"), str):
+                    scan.votes.append(
+                        Vote(
+                            voter=state.verifier,
+                            subject=body["key"],
+                            kind=entry.type,
+                            origin=str(body.get("origin", "")),
+                            url=str(body.get("url", "")),
+                            name=str(body.get("name", "")),
+                            ref=stored.leaf.hex(),
+                        )
+                    )
+            scan.scanned = state.size
+
+    def membership(self, store: Store) -> Membership:
+        with self._scan_lock:
+            self._scan(store)
+            evidence = set(store.evidence())
+            votes = [v for log_id, scan in self._scans.items() if log_id not in evidence for v in scan.votes]
+            founders = [str(f.key) for f in self.network.founders]
+            self._membership = compute_membership(founders, self.network.rule, votes)
+            return self._membership
+
+    def members(self, store: Store) -> list[Member]:
+        out = []
+        for key in sorted(self.membership(store).members):
+            try:
+                vk = parse_verifier_key(key)
+            except ProtocolError:
+                continue
+            out.append(Member(log_id=compute_log_id(vk.name), origin=vk.name, verifier=vk))
+        return out
+
+    def peer_urls(self, store: Store) -> list[str]:
+        membership = self.membership(store)
+        urls: set[str] = set()
+        scans = dict(self._scans)
+        for key in membership.members:
+            if key in self._founder_urls:
+                urls.add(self._founder_urls[key])
+            vote = membership.admitted.get(key)
+            if vote is not None and vote.url:
+                urls.add(vote.url)
+            try:
+                scan = scans.get(compute_log_id(parse_verifier_key(key).name))
+            except ProtocolError:
+                scan = None
+            if scan:
+                urls.update(scan.urls)
+        urls = {u.rstrip("/") for u in urls if u.startswith(("http://", "https://"))}
+        urls.discard(self.own_url)
+        if self.allowed_peers is not None:
+            urls &= self.allowed_peers
+        for url in urls:
+            self.peers.setdefault(url, PeerState(url=url))
+        return sorted(urls)
+
+    # -- digests ---------------------------------------------------------
+
+    def _heads(self, store: Store, members: Iterable[Member]) -> tuple[dict[str, tuple[int, bytes, bytes]], list[str]]:
+        """Per member log without evidence: (size, root, checkpoint) held; and logs with evidence."""
+        evidence = store.evidence()
+        heads = {}
+        for member in members:
+            if member.log_id in evidence:
+                continue
+            state = store.find_log(member.log_id)
+            if state is None or state.checkpoint is None:
+                continue
+            cp = open_checkpoint(state.checkpoint, member.verifier).checkpoint
+            heads[member.log_id] = (cp.size, cp.root, state.checkpoint)
+        return heads, sorted(evidence)
+
+    def digest_parts(self, store: Store) -> tuple[str, list[str], dict, list[str]]:
+        members = self.members(store)
+        heads, evidence = self._heads(store, members)
+        rows = sorted([log_id, size, root] for log_id, (size, root, _) in heads.items())
+        digest = hashlib.sha256(encode([self.network_hash, rows, evidence])).hexdigest()
+        buckets = []
+        for b in range(BUCKETS):
+            prefix = format(b, "x")
+            part = [r for r in rows if r[0].startswith(prefix)]
+            part_ev = [e for e in evidence if e.startswith(prefix)]
+            buckets.append(hashlib.sha256(encode([part, part_ev])).hexdigest())
+        return digest, buckets, heads, evidence
+
+    def network_digest(self, store: Store) -> str:
+        return self.digest_parts(store)[0]
+
+    # -- gossip (both sides) ---------------------------------------------
+
+    def gossip_answer(self, store: Store, request: dict) -> dict:
+        """The responder's side of one exchange (runs in a worker thread)."""
+        digest, buckets, heads, evidence = self.digest_parts(store)
+        answer = {"network": self.network_hash.hex(), "digest": digest, "buckets": buckets}
+        theirs = request.get("buckets")
+        if request.get("digest") == digest or not isinstance(theirs, list) or len(theirs) != BUCKETS:
+            return answer
+        differ = {format(b, "x") for b in range(BUCKETS) if theirs[b] != buckets[b]}
+        answer["heads"] = {
+            log_id: note.decode() for log_id, (_, _, note) in heads.items() if log_id[0] in differ
+        }
+        answer["evidence"] = [e for e in evidence if e[0] in differ]
+        return answer
+
+    def _pick_peers(self, store: Store) -> list[PeerState]:
+        urls = self.peer_urls(store)
+        clock = self.clock()
+        ready = [self.peers[u] for u in urls if self.peers[u].next_try <= clock]
+        self.rng.shuffle(ready)
+        return ready[: self.fanout]
+
+    async def gossip_round(self) -> None:
+        self.rounds += 1
+        peers = await self._db(self._pick_peers)
+        await asyncio.gather(*(self.exchange(p) for p in peers))
+
+    async def exchange(self, peer: PeerState) -> None:
+        """Push-pull with one peer: digests first, heads only where they differ, then pull."""
+        try:
+            digest, buckets, _, _ = await self._db(self.digest_parts)
+            payload = {"network": self.network_hash.hex(), "digest": digest, "buckets": buckets, "from": self.own_url}
+            answer = await self._post_json(peer.url + "/v1/gossip", payload)
+            if answer.get("digest") != digest and isinstance(answer.get("heads"), dict):
+                await self._act_on_heads(peer, answer["heads"], answer.get("evidence", []))
+            peer.ok()
+        except (PeerError, ProtocolError) as exc:
+            peer.failed(str(exc), self.clock())
+            log.info("gossip failed", extra={"peer": peer.url, "error": str(exc)[:200]})
+
+    async def _post_json(self, url: str, payload: dict) -> dict:
+        body = encode_json(payload)
+        self.stats["gossip_sent"] += 1
+        self.stats["gossip_bytes_sent"] += len(body)
+        try:
+            async with self.session.post(
+                url, data=body, headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                data = await response.content.read(MAX_GOSSIP_BYTES + 1)
+                if len(data) > MAX_GOSSIP_BYTES:
+                    raise PeerError(f"{url}: answer larger than {MAX_GOSSIP_BYTES} bytes")
+                if response.status == 409:
+                    raise PeerError(f"{url}: runs under a different network file")
+                if response.status != 200:
+                    raise PeerError(f"{url}: answered {response.status}")
+                try:
+                    answer = json.loads(data)
+                except ValueError as exc:
+                    raise PeerError(f"{url}: answer is not JSON") from exc
+                if not isinstance(answer, dict):
+                    raise PeerError(f"{url}: answer is not a JSON object")
+                if answer.get("network") != self.network_hash.hex():
+                    raise PeerError(f"{url}: runs under a different network file")
+                return answer
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerError(f"{url}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+    async def _act_on_heads(self, peer: PeerState, heads: dict, evidence: list) -> None:
+        members = {m.log_id: m for m in await self._db(self.members)}
+        held, held_evidence = await self._db(lambda s: self._heads(s, members.values()))
+        fetcher = self.fetcher(peer.url)
+        for log_id in evidence if isinstance(evidence, list) else []:
+            if isinstance(log_id, str) and log_id in members and log_id not in held_evidence:
+                await self.fetch_evidence(fetcher, members[log_id])
+        for log_id, note in list(heads.items())[: len(members) + 1]:
+            member = members.get(log_id)
+            if member is None or not isinstance(note, str) or len(note) > MAX_NOTE_SIZE:
+                continue
+            ours = held.get(log_id)
+            try:
+                cp = parse_checkpoint(parse_note(note.encode()).text)
+            except ProtocolError:
+                continue
+            if ours is not None and ours[0] == cp.size and ours[1] == cp.root:
+                continue
+            await self.pull(fetcher, member)
+
+    async def pull(self, fetcher: Fetcher, member: Member) -> SyncOutcome | None:
+        try:
+            outcome = await self.syncer.sync_log(fetcher, member)
+        except PeerError:
+            raise
+        except ProtocolError as exc:
+            raise PeerError(f"{fetcher.base_url}: {exc}") from exc
+        return outcome
+
+    async def fetch_evidence(self, fetcher: Fetcher, member: Member) -> bool:
+        data = await fetcher.get(f"/v1/evidence/{member.log_id}", limit=MAX_EVIDENCE_BYTES)
+        if data is None:
+            return False
+        try:
+            evidence = decode_evidence(data)
+            check_evidence(evidence, member.verifier)
+        except ProtocolError as exc:
+            raise PeerError(f"{fetcher.base_url}: evidence against {member.origin} does not verify: {exc}") from exc
+
+        def store_it(store: Store) -> bool:
+            state = store.find_log(member.log_id)
+            with store.write():
+                if state is None:
+                    from protocol.merkle import EMPTY_ROOT
+
+                    lid = store.add_log(log_id=member.log_id, origin=member.origin,
+                                        verifier=str(member.verifier), own=False, root=EMPTY_ROOT)
+                else:
+                    lid = state.lid
+                return store.add_evidence(lid, encode_evidence(evidence), now_ms())
+
+        if await self._db(store_it):
+            self._evidence_found(member.log_id)
+        return True
+
+    def _evidence_found(self, log_id: str) -> None:
+        if log_id == self.own_log_id:
+            self.own_evidence = True
+            log.critical(
+                "evidence against our own city: authoring stopped; someone else holds our key "
+                "or a copy of this server is running",
+                extra={"log_id": log_id},
+            )
+        else:
+            log.error("city equivocated", extra={"log_id": log_id})
+
+    # -- announcements ---------------------------------------------------
+
+    async def announce(self, log_id: str) -> None:
+        """Tell every reachable peer about our newest checkpoint of a log."""
+        state = await self._db(lambda s: s.find_log(log_id))
+        if state is None or state.checkpoint is None:
+            return
+        payload = {"checkpoint": state.checkpoint.decode(), "from": self.own_url}
+        urls = await self._db(self.peer_urls)
+        clock = self.clock()
+        targets = [self.peers[u] for u in urls if self.peers[u].next_try <= clock]
+
+        async def one(peer: PeerState) -> None:
+            try:
+                async with self.session.post(
+                    peer.url + "/v1/announce", data=encode_json(payload),
+                    headers={"Content-Type": "application/json"}, timeout=aiohttp.ClientTimeout(total=self.timeout),
+                ) as response:
+                    await response.read()
+                    self.stats["announces_sent"] += 1
+                    if response.status >= 500:
+                        raise PeerError(f"{peer.url}: answered {response.status}")
+            except (aiohttp.ClientError, TimeoutError, PeerError) as exc:
+                peer.failed(str(exc), self.clock())
+
+        await asyncio.gather(*(one(p) for p in targets))
+
+    async def receive_announce(self, body: dict) -> tuple[int, dict]:
+        """add-checkpoint-like: 200 held already, 202 will pull, 403 not a member, 422 bad signature."""
+        note = body.get("checkpoint")
+        source = body.get("from")
+        if not isinstance(note, str) or len(note) > MAX_NOTE_SIZE:
+            raise BadRequest("announce: 'checkpoint' must be a signed checkpoint note")
+        try:
+            cp = parse_checkpoint(parse_note(note.encode()).text)
+        except ProtocolError as exc:
+            raise BadRequest(f"announce: {exc}") from exc
+        members = {m.log_id: m for m in await self._db(self.members)}
+        member = members.get(compute_log_id(cp.origin))
+        if member is None:
+            raise PeerRefused(f"announce: {cp.origin[:100]!r} is not a member of this network")
+        try:
+            signed = open_checkpoint(note.encode(), member.verifier)
+        except ProtocolError as exc:
+            return 422, {"detail": f"checkpoint does not verify with the member's key: {exc}"}
+        state = await self._db(lambda s: s.find_log(member.log_id))
+        if state is not None and state.checkpoint is not None:
+            held = open_checkpoint(state.checkpoint, member.verifier).checkpoint
+            if held.size >= cp.size:
+                if held.size == cp.size and held.root == cp.root:
+                    return 200, {"detail": "already held"}
+                # Older or conflicting: compare against what we hold (evidence if it forks).
+                outcome = await self.syncer.offer_checkpoint(self.fetcher(self.own_url), member, signed)
+                if outcome.state == "equivocation":
+                    return 409, {"detail": "conflicts with a checkpoint held here; evidence recorded"}
+                return 200, {"detail": "older than what is held"}
+        if isinstance(source, str) and source.startswith(("http://", "https://")):
+            self._spawn(self._pull_and_pass_on(source.rstrip("/"), member))
+        return 202, {"detail": "will fetch"}
+
+    async def _pull_and_pass_on(self, url: str, member: Member) -> None:
+        peer = self.peers.setdefault(url, PeerState(url=url))
+        try:
+            outcome = await self.pull(self.fetcher(url), member)
+            peer.ok()
+        except PeerError as exc:
+            peer.failed(str(exc), self.clock())
+            return
+        if outcome is not None and outcome.state == "grew":
+            await self.announce(member.log_id)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._pulls.add(task)
+        task.add_done_callback(self._pulls.discard)
+
+    def schedule_exchange(self, url: str) -> None:
+        """Exchange with a peer soon (it showed us a different digest); ignored if unknown."""
+        url = url.rstrip("/")
+        peer = self.peers.get(url)
+        if peer is None or peer.next_try > self.clock() or url in self._exchanging:
+            return
+        self._exchanging.add(url)
+
+        async def run() -> None:
+            try:
+                await self.exchange(peer)
+            finally:
+                self._exchanging.discard(url)
+
+        self._spawn(run())
+
+    def log_grew(self, log_id: str, size: int) -> None:
+        """Watcher callback: a log grew here (authored or synced); announce it promptly."""
+        self._spawn(self.announce(log_id))
+
+    async def run(self) -> None:
+        """The gossip loop: every interval, exchange with a few random peers."""
+        while True:
+            try:
+                await self.gossip_round()
+            except Exception:  # a bug in one round must not stop gossip for good
+                log.exception("gossip round failed")
+            await asyncio.sleep(self.interval * (0.5 + self.rng.random()))
+
+    async def sync_all(self) -> list[SyncOutcome]:
+        """Pull every member log once from every peer (``solidarity sync``)."""
+        outcomes = []
+        for url in await self._db(self.peer_urls):
+            peer = self.peers[url]
+            fetcher = self.fetcher(url)
+            for member in await self._db(self.members):
+                try:
+                    outcome = await self.pull(fetcher, member)
+                    peer.ok()
+                except PeerError as exc:
+                    peer.failed(str(exc), self.clock())
+                    continue
+                if outcome is not None:
+                    outcomes.append(outcome)
+        return outcomes
+
+    async def close(self) -> None:
+        """Cancel pulls under way and wait for the database thread: then the store may close."""
+        for task in list(self._pulls):
+            task.cancel()
+        await asyncio.gather(*self._pulls, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
+
+    # -- status ----------------------------------------------------------
+
+    def status(self, store: Store) -> dict:
+        digest, _, heads, evidence = self.digest_parts(store)
+        membership = self._membership
+        logs = []
+        for state in store.logs():
+            entry = {
+                "log_id": state.log_id,
+                "origin": state.origin,
+                "size": state.size,
+                "root": state.root.hex(),
+                "updated_ms": state.updated_ms,
+                "own": state.own,
+            }
+            if state.log_id in evidence:
+                entry["state"] = "equivocating"
+            elif membership is not None and state.verifier in membership.revoked:
+                entry["state"] = "former-member"
+            elif state.pending is not None:
+                entry["state"] = "syncing"
+            else:
+                entry["state"] = "ok"
+            logs.append(entry)
+        return {
+            "network": {
+                "name": self.network.name,
+                "file_hash": self.network_hash.hex(),
+                "signed_by": list(self.signed_by),
+                "founders": len(self.network.founders),
+            },
+            "network_digest": digest,
+            "members": len(membership.members) if membership else 0,
+            "logs": logs,
+            "evidence": evidence,
+            "own_evidence": self.own_evidence,
+            "peers": [self.peers[u].as_json() for u in sorted(self.peers)],
+            "gossip_rounds": self.rounds,
+        }
+
+
+def encode_json(payload: dict) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
