@@ -85,6 +85,18 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE, max_depth: int = MAX_DEPTH)
         raise EncodingError(f"msgpack: expected at most {max_size} bytes, got {size}")
     if size == 0:
         raise EncodingError("msgpack: truncated input: expected a value, got 0 bytes")
+    # Fast path for the common case, valid canonical input: the C unpacker
+    # builds plain dicts, one cheap walk checks what re-encoding cannot see
+    # (key types and order, scalar types, depth), and the C packer re-encodes.
+    # Anything unusual, and every rejection, takes the strict path below,
+    # which explains the problem precisely.
+    try:
+        fast = msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_refuse_ext)
+    except Exception:  # noqa: BLE001 - the strict path below explains it
+        pass
+    else:
+        if _is_plain(fast, max_depth) and msgpack.packb(fast, use_bin_type=True) == data:
+            return fast
     raw = _unpack_one(data, max_depth)
     value = _check_tree(raw, max_depth)
     again = _encode(value, max_depth)
@@ -296,6 +308,52 @@ def _map_from_pairs(pairs: list[tuple[object, object]], depth: int) -> dict[str,
         out[key] = value
         previous = key
     return out
+
+
+_PLAIN_SCALARS = frozenset(_SCALARS)
+_STR_ONLY = frozenset({str})
+
+
+def _is_plain(root: object, max_depth: int) -> bool:
+    """Whether a value from msgpack.unpackb re-encodes to its input only if canonical.
+
+    True when every map key is an exact str, keys are in strictly increasing
+    order (unpackb keeps wire order; a duplicate key would shrink the dict and
+    so fail the re-encoding), every scalar is one of _SCALARS (no float, no
+    Timestamp or ExtType), and nesting is within ``max_depth``.
+    """
+    if type(root) is dict and max_depth > 0:
+        # A flat map (every entry, most bodies) in C-level passes.
+        keys = list(root)
+        if (
+            _STR_ONLY.issuperset(map(type, keys))
+            and _PLAIN_SCALARS.issuperset(map(type, root.values()))
+        ):
+            return keys == sorted(keys)
+    stack = [(root, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if depth >= max_depth:
+                return False
+            keys = list(item)
+            if not _STR_ONLY.issuperset(map(type, keys)) or keys != sorted(keys):
+                return False
+            children: Any = item.values()
+        elif kind is list:
+            if depth >= max_depth:
+                return False
+            children = item
+        else:
+            return kind in _PLAIN_SCALARS
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind not in _PLAIN_SCALARS:
+                return False
+    return True
 
 
 def _check_depth_for_decode(depth: int, max_depth: int) -> None:

@@ -75,6 +75,7 @@ _WIRE_KEYS = {
     "version": "v",
 }
 _FIELD_OF_KEY = {key: field for field, key in _WIRE_KEYS.items()}
+_WIRE_KEY_SET = frozenset(_FIELD_OF_KEY)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +93,30 @@ class Entry:
     version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        # Fast path: exact built-in types in range (every decoded entry). The
+        # checks below accept the same values, subclasses too, and explain
+        # what is wrong.
+        if (
+            type(self.seq) is int
+            and 0 <= self.seq <= _MAX_U63
+            and type(self.time_ms) is int
+            and 0 <= self.time_ms <= _MAX_U63
+            and type(self.schema) is int
+            and 1 <= self.schema <= 65535
+            and type(self.body_size) is int
+            and SALT_SIZE < self.body_size <= MAX_BODY_SIZE
+            and type(self.body_hash) is bytes
+            and len(self.body_hash) == _HASH_SIZE
+            and type(self.version) is int
+            and self.version == FORMAT_VERSION
+            and type(self.network) is str
+            and type(self.origin) is str
+            and type(self.type) is str
+            and _NETWORK.fullmatch(self.network) is not None
+            and _ORIGIN.fullmatch(self.origin) is not None
+            and _TYPE.fullmatch(self.type) is not None
+        ):
+            return
         _check_text("network", self.network, _NETWORK, "[a-z0-9][a-z0-9.-]{0,63}")
         _check_text(
             "origin", self.origin, _ORIGIN, "1 to 255 printable ascii characters without space or '+'"
@@ -142,6 +167,24 @@ def encode_entry(entry: Entry) -> bytes:
 def decode_entry(data: bytes) -> Entry:
     """The entry in ``data``: EncodingError if not canonical, EntryError if not an entry."""
     value = encoding.decode(data, max_size=MAX_ENTRY_SIZE)
+    if (
+        type(value) is dict
+        and value.keys() == _WIRE_KEY_SET
+        and type(value["v"]) is int
+        and value["v"] == FORMAT_VERSION
+    ):
+        # Fast path: exactly the wire keys at the current version; Entry checks
+        # each field. Anything else takes the checks below, which explain.
+        return Entry(
+            network=value["network"],
+            origin=value["origin"],
+            seq=value["seq"],
+            time_ms=value["time"],
+            type=value["type"],
+            schema=value["schema"],
+            body_hash=value["body_hash"],
+            body_size=value["body_size"],
+        )
     if not isinstance(value, dict):
         raise EntryError(f"entry: expected a map, got {type(value).__name__}")
     # The version decides which keys are expected, so it is checked first.
