@@ -166,6 +166,45 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
         store.close()
 
 
+async def _view(app: web.Application) -> AsyncIterator[None]:
+    """Keep the network view caught up with every log, whoever appended to it."""
+    from node.local import load_registry
+    from node.view import ViewUpdater
+
+    config = app[CONFIG]
+    store = Store(config.database_path)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="view-db")
+    updater = ViewUpdater(load_registry())
+    loop = asyncio.get_running_loop()
+    pending = asyncio.Event()
+    pending.set()  # catch up once at start-up
+
+    async def run() -> None:
+        while True:
+            await pending.wait()
+            pending.clear()
+            try:
+                applied = await loop.run_in_executor(executor, updater.catch_up, store)
+            except SolidarityError as exc:
+                log.warning("view update failed", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+                pending.set()
+                continue
+            if applied:
+                log.info("view updated", extra={"entries": applied})
+
+    app[WATCHER].subscribe(lambda log_id, size: pending.set())
+    task = asyncio.create_task(run(), name="view")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await loop.run_in_executor(None, executor.shutdown, True)
+        store.close()
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
@@ -178,6 +217,7 @@ def create_app(config: Config, *, gossip: bool = True) -> web.Application:
     app[CONFIG] = config
     app[GOSSIP] = gossip
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_view)
     app.cleanup_ctx.append(_federation)
     app.router.add_get("/healthz", healthz)
     tlog_routes.add_routes(app)

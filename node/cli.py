@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(kp)
     kp.set_defaults(func=cmd_key_show)
 
+    p = sub.add_parser("reindex", help="rebuild the network view from the logs", description=(
+        "Drop the network view (pledges, offers, requests, ... as the query API shows them) and "
+        "build it again from every log held. Safe at any time: the view holds nothing the logs do not."))
+    _add_common(p)
+    p.set_defaults(func=cmd_reindex)
+
     p = sub.add_parser("verify", help="audit every log in the store", description=(
         "Rebuild every log's tree from its entries; check every stored hash, body and checkpoint "
         "signature, and the database file itself. Exits 1 and names the first problem found."))
@@ -393,6 +399,18 @@ def cmd_log(args: argparse.Namespace) -> int:
                 print(f"{entry.seq:>6}  {stored.leaf.hex()[:16]}  {entry.type:<10} {summary}")
     finally:
         node.close()
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from node.view import ViewUpdater
+
+    node = _open(args)
+    try:
+        applied = ViewUpdater(node.registry).rebuild(node.store)
+    finally:
+        node.close()
+    print(f"rebuilt the network view from {applied} entries")
     return 0
 
 

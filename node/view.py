@@ -1,0 +1,276 @@
+"""The network view: a read model over every log the node holds, kept in the same database.
+
+Why it is deterministic: each log's entries are applied in sequence order
+(the only order sync and authoring ever produce), and every fact stored here
+depends only on the entry and on earlier entries of the *same* log. Anything
+that crosses logs (an accept naming another city's offer, an endorsement of
+another city's statement, whether a city equivocated) and anything that
+depends on time (a pledge past its end date is expired) is resolved by the
+queries in ``node.queries`` at query time. So the same logs give the same view
+on every node, whatever order logs arrived in and whatever the clock says,
+and a reference to an entry not yet received resolves when it arrives.
+
+Tables (``view_`` prefix; rebuilt from the logs by ``solidarity reindex``):
+
+- ``view_cursor``: per log, how many entries have been applied.
+- ``view_events``: every entry: type, time, body as JSON, and a status:
+  ``valid``, ``invalid`` (with the reason: bad body, refers to nothing, retracts
+  another city's entry), ``unknown`` (a type or schema version this release
+  does not know: kept, shown, never counted) or ``erased`` (body erased).
+- ``view_items``: pledges, offers and requests, with ``view_progress``
+  (cumulative delivery, latest report per item) and ``view_retracts``.
+- ``view_accepts``, ``view_reports``, ``view_statements``, ``view_endorsements``,
+  ``view_cities`` (the latest profile of each log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from node.store import LogState, Store
+from protocol.entry import decode_body, decode_entry
+from protocol.errors import ProtocolError
+from protocol.schema import SchemaRegistry
+
+log = logging.getLogger(__name__)
+
+VIEW_TABLES = (
+    "view_cursor", "view_events", "view_items", "view_progress", "view_retracts", "view_accepts",
+    "view_reports", "view_statements", "view_endorsements", "view_cities",
+)
+
+VIEW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS view_cursor (lid INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS view_events (
+    id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
+    schema INTEGER, time_ms INTEGER, body TEXT, status TEXT NOT NULL, reason TEXT
+);
+CREATE INDEX IF NOT EXISTS view_events_lid ON view_events (lid, seq);
+CREATE INDEX IF NOT EXISTS view_events_status ON view_events (status, type);
+CREATE TABLE IF NOT EXISTS view_items (
+    id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
+    kind TEXT NOT NULL, quantity INTEGER NOT NULL, unit TEXT NOT NULL, from_date TEXT NOT NULL,
+    until_date TEXT NOT NULL, description TEXT, time_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS view_items_type ON view_items (type, time_ms, id);
+CREATE INDEX IF NOT EXISTS view_items_kind ON view_items (type, kind, time_ms, id);
+CREATE INDEX IF NOT EXISTS view_items_lid ON view_items (lid, type);
+CREATE TABLE IF NOT EXISTS view_progress (
+    ref TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,
+    delivered INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS view_retracts (
+    ref TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, reason TEXT
+);
+CREATE TABLE IF NOT EXISTS view_accepts (
+    id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, ref_log TEXT NOT NULL,
+    ref TEXT NOT NULL, quantity INTEGER, time_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS view_accepts_ref ON view_accepts (ref);
+CREATE TABLE IF NOT EXISTS view_reports (
+    id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, period_start TEXT NOT NULL,
+    period_end TEXT NOT NULL, arrivals INTEGER NOT NULL, in_reception INTEGER NOT NULL,
+    free_places INTEGER NOT NULL, time_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS view_reports_lid ON view_reports (lid, period_end);
+CREATE TABLE IF NOT EXISTS view_statements (
+    id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, title TEXT NOT NULL,
+    text TEXT NOT NULL, time_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS view_endorsements (
+    id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, ref_log TEXT NOT NULL,
+    ref TEXT NOT NULL, time_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS view_endorsements_ref ON view_endorsements (ref);
+CREATE TABLE IF NOT EXISTS view_cities (
+    lid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, name TEXT NOT NULL, country TEXT NOT NULL,
+    urls TEXT NOT NULL, contact TEXT NOT NULL, languages TEXT NOT NULL
+);
+"""
+
+#: Entries applied per transaction while catching up (bounded memory and lock time).
+BATCH = 2000
+
+
+def ensure_view_tables(store: Store) -> None:
+    store.conn.executescript(VIEW_SCHEMA)
+
+
+class ViewUpdater:
+    """Applies new entries of every log to the view tables, incrementally."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self.registry = registry
+
+    def catch_up(self, store: Store, on_batch: Callable[[int], None] | None = None) -> int:
+        """Apply every entry not yet in the view; returns how many were applied."""
+        ensure_view_tables(store)
+        applied = 0
+        for state in store.logs():
+            while True:
+                n = self._apply_batch(store, state)
+                applied += n
+                if on_batch and n:
+                    on_batch(n)
+                if n < BATCH:
+                    break
+        return applied
+
+    def rebuild(self, store: Store) -> int:
+        """Drop the view and build it again from the logs (``solidarity reindex``)."""
+        with store.write():
+            for table in VIEW_TABLES:
+                store.conn.execute(f"DROP TABLE IF EXISTS {table}")
+        return self.catch_up(store)
+
+    def _apply_batch(self, store: Store, state: LogState) -> int:
+        with store.write():
+            row = store.conn.execute("SELECT seq FROM view_cursor WHERE lid = ?", (state.lid,)).fetchone()
+            start = row[0] if row else 0
+            size = store.conn.execute("SELECT size FROM logs WHERE lid = ?", (state.lid,)).fetchone()[0]
+            end = min(size, start + BATCH)
+            if end <= start:
+                return 0
+            for stored in store.entries(state.lid, start, end):
+                self._apply(store, state.lid, stored.seq, stored.leaf.hex(), stored.entry, stored.body)
+            store.conn.execute(
+                "INSERT INTO view_cursor (lid, seq) VALUES (?, ?) ON CONFLICT (lid) DO UPDATE SET seq = excluded.seq",
+                (state.lid, end),
+            )
+        return end - start
+
+    # -- one entry -------------------------------------------------------
+
+    def _apply(self, store: Store, lid: int, seq: int, entry_id: str, entry_bytes: bytes, body_bytes) -> None:
+        conn = store.conn
+        try:
+            entry = decode_entry(entry_bytes)
+        except ProtocolError as exc:
+            conn.execute(
+                "INSERT INTO view_events (id, lid, seq, type, status, reason) VALUES (?, ?, ?, '', 'invalid', ?)",
+                (entry_id, lid, seq, f"entry does not decode: {exc}"[:300]),
+            )
+            return
+        status, reason, body = "valid", None, None
+        if body_bytes is None:
+            status = "erased"
+        else:
+            try:
+                _, body = decode_body(body_bytes)
+            except ProtocolError as exc:
+                status, reason = "invalid", f"body does not decode: {exc}"
+        if status == "valid" and not self.registry.knows(entry.type, entry.schema):
+            status, reason = "unknown", f"event type {entry.type} version {entry.schema} is not known here"
+        if status == "valid":
+            try:
+                self.registry.validate(entry.type, entry.schema, body)
+            except ProtocolError as exc:
+                status, reason = "invalid", str(exc)
+        if status == "valid":
+            reason = self._facts(conn, lid, seq, entry_id, entry.type, entry.time_ms, body)
+            if reason:
+                status = "invalid"
+        conn.execute(
+            "INSERT INTO view_events (id, lid, seq, type, schema, time_ms, body, status, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry_id, lid, seq, entry.type, entry.schema, entry.time_ms,
+                json.dumps(body, ensure_ascii=False, sort_keys=True) if body is not None else None,
+                status, reason[:500] if reason else None,
+            ),
+        )
+
+    @staticmethod
+    def _own_earlier(conn, lid: int, ref: str, types: tuple[str, ...]) -> str | None:
+        """Why ``ref`` is not an earlier valid entry of this same log of one of ``types``."""
+        # Only this log is looked at: whether another log's entry has arrived yet must not
+        # change the outcome (or its wording), or views would depend on arrival order.
+        row = conn.execute(
+            "SELECT lid, type, status FROM view_events WHERE id = ? AND lid = ?", (ref, lid)
+        ).fetchone()
+        if row is None:
+            return (
+                f"refers to {ref[:16]}..., which is not an earlier entry of this city's own log "
+                "(a city can only report on or retract its own entries)"
+            )
+        if row[1] not in types:
+            return f"refers to a {row[1]} entry; expected {' or '.join(types)}"
+        if row[2] != "valid":
+            return f"refers to an entry that is {row[2]}"
+        return None
+
+    def _facts(self, conn, lid: int, seq: int, entry_id: str, type_: str, time_ms: int, body: dict) -> str | None:
+        """Store what the entry says; return a reason if it is authentic but cannot count."""
+        if type_ in ("pledge", "offer", "request"):
+            kind = body["kind"] if type_ == "pledge" else body["category"]
+            quantity = body["places"] if type_ == "pledge" else body["quantity"]
+            unit = "places" if type_ == "pledge" else body["unit"]
+            conn.execute(
+                "INSERT INTO view_items (id, lid, seq, type, kind, quantity, unit, from_date, until_date, "
+                "description, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry_id, lid, seq, type_, kind, quantity, unit, body["from"], body["until"],
+                 body.get("description"), time_ms),
+            )
+        elif type_ == "progress":
+            why = self._own_earlier(conn, lid, body["ref"], ("pledge", "offer"))
+            if why:
+                return why
+            conn.execute(
+                "INSERT INTO view_progress (ref, lid, seq, id, delivered) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (ref) DO UPDATE SET seq = excluded.seq, id = excluded.id, delivered = excluded.delivered",
+                (body["ref"], lid, seq, entry_id, body["delivered"]),
+            )
+        elif type_ == "retract":
+            why = self._own_earlier(
+                conn, lid, body["ref"],
+                ("pledge", "offer", "request", "progress", "accept", "report", "statement", "endorse", "vouch", "revoke"),
+            )
+            if why:
+                return why
+            conn.execute(
+                "INSERT OR IGNORE INTO view_retracts (ref, lid, seq, id, reason) VALUES (?, ?, ?, ?, ?)",
+                (body["ref"], lid, seq, entry_id, body["reason"]),
+            )
+        elif type_ == "accept":
+            conn.execute(
+                "INSERT INTO view_accepts (id, lid, seq, ref_log, ref, quantity, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (entry_id, lid, seq, body["log"], body["ref"], body.get("quantity"), time_ms),
+            )
+        elif type_ == "report":
+            conn.execute(
+                "INSERT INTO view_reports (id, lid, seq, period_start, period_end, arrivals, in_reception, "
+                "free_places, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry_id, lid, seq, body["period_start"], body["period_end"], body["arrivals"],
+                 body["in_reception"], body["free_places"], time_ms),
+            )
+        elif type_ == "statement":
+            conn.execute(
+                "INSERT INTO view_statements (id, lid, seq, title, text, time_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (entry_id, lid, seq, body["title"], body["text"], time_ms),
+            )
+        elif type_ == "endorse":
+            conn.execute(
+                "INSERT INTO view_endorsements (id, lid, seq, ref_log, ref, time_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (entry_id, lid, seq, body["log"], body["ref"], time_ms),
+            )
+        elif type_ == "city":
+            conn.execute(
+                "INSERT INTO view_cities (lid, seq, name, country, urls, contact, languages) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (lid) DO UPDATE SET seq = excluded.seq, "
+                "name = excluded.name, country = excluded.country, urls = excluded.urls, "
+                "contact = excluded.contact, languages = excluded.languages",
+                (lid, seq, body["name"], body["country"], json.dumps(body["urls"]), body["contact"],
+                 json.dumps(body["languages"])),
+            )
+        return None
+
+
+def dump_view(store: Store) -> dict[str, list[tuple]]:
+    """Every view table's rows, sorted: for comparing an incremental view with a rebuilt one."""
+    out = {}
+    for table in VIEW_TABLES:
+        rows = store.conn.execute(f"SELECT * FROM {table}").fetchall()
+        out[table] = sorted(rows, key=repr)
+    return out
