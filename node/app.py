@@ -24,8 +24,11 @@ from aiohttp import web
 
 from node import federation_routes, tlog_routes
 from node.config import Config
-from node.context import CONFIG, EXECUTOR, FEDERATION, GOSSIP, READ_THREADS, STORES, WATCHER
+from node.context import CONFIG, EXECUTOR, FEDERATION, GOSSIP, METRICS, READ_THREADS, STORES, WATCHER, read_db
 from node.errors import Busy, NodeError
+from node.metrics import Metrics
+from node.metrics import middleware as metrics_middleware
+from prometheus_client import CONTENT_TYPE_LATEST
 from node.store import Store, ThreadLocalStores
 from protocol.errors import SolidarityError
 
@@ -51,6 +54,7 @@ async def problem_middleware(
     try:
         return await handler(request)
     except SolidarityError as exc:
+        request.app[METRICS].errors.labels(type(exc).__name__).inc()
         level = logging.ERROR if exc.status >= 500 else logging.INFO
         log.log(level, "request refused", extra={"path": request.path[:200], "status": exc.status, "error": str(exc)})
         return problem(exc.status, exc.title, str(exc))
@@ -61,6 +65,7 @@ async def problem_middleware(
     except asyncio.CancelledError:
         raise
     except Exception:
+        request.app[METRICS].errors.labels("bug").inc()
         log.exception("unhandled error", extra={"path": request.path[:200]})
         return problem(500, "internal server error", "the node hit a bug; it has been logged")
 
@@ -120,6 +125,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[EXECUTOR] = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="db-read")
     watcher = HeadWatcher(watcher_store)
     app[WATCHER] = watcher
+    own_id = watcher_store.own_log().log_id
+    own_size = {"n": watcher.sizes.get(own_id, 0)}
+
+    def count_authored(log_id: str, size: int) -> None:
+        if log_id == own_id:
+            app[METRICS].authored.inc(max(0, size - own_size["n"]))
+            own_size["n"] = size
+
+    watcher.subscribe(count_authored)
     task = asyncio.create_task(watcher.run(), name="head-watcher")
     try:
         yield
@@ -152,6 +166,8 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
         timeout=config["gossip.timeout_ms"] / 1000,
     )
     app[FEDERATION] = federation
+    federation.metrics = app[METRICS]
+    app[METRICS].peer_states = lambda: list(federation.peers.values())
     app[WATCHER].subscribe(federation.log_grew)
     task = asyncio.create_task(federation.run(), name="gossip") if app[GOSSIP] else None
     try:
@@ -206,20 +222,44 @@ async def _view(app: web.Application) -> AsyncIterator[None]:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers. Says nothing about the database or peers."""
     return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the database is open and readable, so the public read API can serve.
+
+    Peer reachability is deliberately not part of readiness (it is in /v1/status and
+    the metrics): a load balancer must not take the read API away because peers are down.
+    """
+    try:
+        count = await read_db(request.app, lambda s: len(s.logs()))
+    except SolidarityError as exc:
+        return problem(503, "not ready", f"database not readable: {exc}")
+    return web.json_response({"status": "ready", "logs": count}, headers={"Cache-Control": "no-store"})
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    body = await read_db(request.app, lambda s: metrics.render_with(s))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 
 
 def create_app(config: Config, *, gossip: bool = True) -> web.Application:
     """The node's application; ``gossip=False`` serves and answers peers but starts no rounds."""
     app = web.Application(
-        middlewares=[problem_middleware], client_max_size=config["http.max_request_bytes"]
+        middlewares=[metrics_middleware(METRICS), problem_middleware],
+        client_max_size=config["http.max_request_bytes"],
     )
     app[CONFIG] = config
+    app[METRICS] = Metrics()
     app[GOSSIP] = gossip
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_view)
     app.cleanup_ctx.append(_federation)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     tlog_routes.add_routes(app)
     federation_routes.add_routes(app)
     return app

@@ -20,6 +20,7 @@ from node.store import Store, ThreadLocalStores
 if TYPE_CHECKING:
     from node.app import HeadWatcher
     from node.federation import Federation
+    from node.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -29,6 +30,7 @@ EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 WATCHER = web.AppKey("watcher", "HeadWatcher")
 FEDERATION = web.AppKey("federation", "Federation")
 GOSSIP = web.AppKey("gossip", bool)
+METRICS = web.AppKey("metrics", "Metrics")
 
 #: How long a database read may take before the request is answered 503.
 READ_TIMEOUT_S = 10.0

@@ -144,6 +144,8 @@ class Federation:
         self._exchanging: set[str] = set()
         #: Tests restrict who may be contacted to build topologies and partitions.
         self.allowed_peers: set[str] | None = None
+        #: node.metrics.Metrics when served by an app (None in the CLI's one-shot sync).
+        self.metrics = None
         self.stats = {"gossip_sent": 0, "gossip_bytes_sent": 0, "gossip_received": 0, "announces_sent": 0}
         self._founder_urls = {str(f.key): f.url for f in network.founders}
 
@@ -291,6 +293,8 @@ class Federation:
 
     async def gossip_round(self) -> None:
         self.rounds += 1
+        if self.metrics is not None:
+            self.metrics.gossip_rounds.inc()
         peers = await self._db(self._pick_peers)
         await asyncio.gather(*(self.exchange(p) for p in peers))
 
@@ -358,11 +362,20 @@ class Federation:
     async def pull(self, fetcher: Fetcher, member: Member) -> SyncOutcome | None:
         try:
             outcome = await self.syncer.sync_log(fetcher, member)
-        except PeerError:
+        except PeerError as exc:
+            self._count_error(exc)
             raise
         except ProtocolError as exc:
+            self._count_error(exc)
             raise PeerError(f"{fetcher.base_url}: {exc}") from exc
+        if self.metrics is not None:
+            self.metrics.sync_runs.labels(outcome.state).inc()
+            self.metrics.synced.inc(outcome.fetched)
         return outcome
+
+    def _count_error(self, exc: Exception) -> None:
+        if self.metrics is not None:
+            self.metrics.errors.labels(type(exc).__name__).inc()
 
     async def fetch_evidence(self, fetcher: Fetcher, member: Member) -> bool:
         data = await fetcher.get(f"/v1/evidence/{member.log_id}", limit=MAX_EVIDENCE_BYTES)
@@ -391,6 +404,10 @@ class Federation:
         return True
 
     def _evidence_found(self, log_id: str) -> None:
+        if self.metrics is not None:
+            self.metrics.evidence_found.inc()
+            if log_id == self.own_log_id:
+                self.metrics.own_evidence.set(1)
         if log_id == self.own_log_id:
             self.own_evidence = True
             log.critical(
