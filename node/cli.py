@@ -155,6 +155,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(kp)
     kp.set_defaults(func=cmd_key_show)
 
+    p = sub.add_parser("backup", help="copy the database consistently while the node runs", description=(
+        "Copy the database with SQLite's online backup API (consistent even while serve and the CLI "
+        "write), then audit the copy. Back up the key and config.toml separately."))
+    _add_common(p)
+    p.add_argument("out", type=Path, help="the backup file to write (must not exist)")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="put a verified backup in place (stop serve first)", description=(
+        "Audit the backup, then replace the database with it. The node then refuses to author until it "
+        "has fetched its own log from a peer (sync or serve), so a restore never forks the city's log."))
+    _add_common(p)
+    p.add_argument("backup", type=Path, help="a file written by 'solidarity backup'")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("resume-authoring", help="override the post-restore catch-up (logged)", description=(
+        "Allow authoring on a restored node that could not fetch its own log from any peer. Only do "
+        "this if you are sure no peer holds newer entries of your city: otherwise you sign a second "
+        "history and every node will show your city as equivocating."))
+    _add_common(p)
+    p.add_argument("--force", action="store_true", required=True, help="yes, I am sure")
+    p.set_defaults(func=cmd_resume_authoring)
+
     p = sub.add_parser("reindex", help="rebuild the network view from the logs", description=(
         "Drop the network view (pledges, offers, requests, ... as the query API shows them) and "
         "build it again from every log held. Safe at any time: the view holds nothing the logs do not."))
@@ -399,6 +421,40 @@ def cmd_log(args: argparse.Namespace) -> int:
                 print(f"{entry.seq:>6}  {stored.leaf.hex()[:16]}  {entry.type:<10} {summary}")
     finally:
         node.close()
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from node.backup import backup_node
+
+    results = backup_node(load_config(args.data), args.out)
+    print(f"backed up {len(results)} logs, {sum(r.size for r in results)} entries to {args.out} (verified)")
+    print("also keep a copy of key.pem (separately and safely) and config.toml")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from node.backup import restore_node
+
+    node = _open(args, readonly=True)
+    verifier, config = str(node.signer.verifier), node.config
+    node.close()
+    results = restore_node(config, args.backup, verifier)
+    print(f"restored {len(results)} logs, {sum(r.size for r in results)} entries from {args.backup} (verified)")
+    print("authoring waits until this node has fetched its own log from a peer: "
+          "run 'solidarity sync' or start 'solidarity serve'")
+    return 0
+
+
+def cmd_resume_authoring(args: argparse.Namespace) -> int:
+    from node.backup import mark_caught_up
+
+    node = _open(args)
+    try:
+        changed = mark_caught_up(node.store, forced=True)
+    finally:
+        node.close()
+    print("authoring resumed (override logged)" if changed else "authoring was not blocked")
     return 0
 
 

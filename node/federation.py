@@ -307,6 +307,17 @@ class Federation:
             if answer.get("digest") != digest and isinstance(answer.get("heads"), dict):
                 await self._act_on_heads(peer, answer["heads"], answer.get("evidence", []))
             peer.ok()
+            # A restored node has caught up once a peer that holds our own log holds no more
+            # of it than we do: equal digests, or an equal bucket for our log id, or its head
+            # for our log was just compared and pulled.
+            b = int(self.own_log_id[0], 16)
+            theirs = answer.get("buckets")
+            if (
+                answer.get("digest") == digest
+                or (isinstance(theirs, list) and len(theirs) == BUCKETS and theirs[b] == buckets[b])
+                or self.own_log_id in (answer.get("heads") or {})
+            ):
+                await self._db(self._confirm_own)
         except (PeerError, ProtocolError) as exc:
             peer.failed(str(exc), self.clock())
             log.info("gossip failed", extra={"peer": peer.url, "error": str(exc)[:200]})
@@ -372,6 +383,11 @@ class Federation:
             self.metrics.sync_runs.labels(outcome.state).inc()
             self.metrics.synced.inc(outcome.fetched)
         return outcome
+
+    def _confirm_own(self, store: Store) -> None:
+        from node.backup import mark_caught_up
+
+        mark_caught_up(store)
 
     def _count_error(self, exc: Exception) -> None:
         if self.metrics is not None:
@@ -538,6 +554,8 @@ class Federation:
                     continue
                 if outcome is not None:
                     outcomes.append(outcome)
+                    if member.log_id == self.own_log_id and outcome.state in ("up-to-date", "grew"):
+                        await self._db(self._confirm_own)
         return outcomes
 
     async def close(self) -> None:

@@ -61,7 +61,18 @@ class LocalNode:
 
 
 def refuse_if_forked(store: Store, state: LogState) -> None:
-    """Evidence against our own city stops all authoring: appending would deepen the fork."""
+    """Refuse to author where appending could fork our own log.
+
+    Evidence against our own city stops all authoring (appending would deepen the
+    fork); so does a restore until our own log was fetched back from a peer.
+    """
+    if store.get_meta("catch_up_required") is not None:
+        raise AuthoringRefused(
+            "this node was restored from a backup and has not yet fetched its own log from a peer: "
+            "authoring now could sign a second history. Run 'solidarity sync' (or start 'serve' and "
+            "let it gossip) first; if no peer can be reached and you are sure none holds newer entries "
+            "of this city, run 'solidarity resume-authoring --force'"
+        )
     if state.log_id in store.evidence():
         raise AuthoringRefused(
             "evidence is held that this city's log was signed with two histories: someone else "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 #: The database format this release writes. Bump it, and add a migration in
 #: ``MIGRATIONS``, whenever a table changes.
 FORMAT_VERSION = 1
+
+#: Statements that take a database from format N to N + 1, applied in order by
+#: ``Store`` when it opens an older database (after a backup beside it).
+MIGRATIONS: dict[int, list[str]] = {}
 
 #: How long a writer waits for another writer's lock before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -216,6 +221,43 @@ class Store:
                 "or restore a backup made by this release"
             )
         self.format_version = version
+        if version < FORMAT_VERSION:
+            if self.readonly:
+                raise StorageError(
+                    f"database format {version} is older than this release's ({FORMAT_VERSION}): "
+                    "start the node (or any command that writes) once to migrate it"
+                )
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older database forward, after a consistent backup beside it."""
+        backup = self.path.with_name(f"{self.path.name}.format-{version}.bak")
+        backup_database(self.conn, backup)
+        log.warning("migrating database", extra={"from": version, "to": FORMAT_VERSION, "backup": str(backup)})
+        with self.write():
+            for step in range(version, FORMAT_VERSION):
+                for statement in MIGRATIONS[step]:
+                    self.conn.execute(statement)
+            self.conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION),)
+            )
+        self.format_version = FORMAT_VERSION
+
+    # -- store-wide facts -----------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or, with None, remove) a store-wide fact; call inside ``write()``."""
+        if value is None:
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # -- transactions ---------------------------------------------------
 
@@ -419,6 +461,30 @@ class Store:
 
     def reader(self, lid: int) -> StoreHashReader:
         return StoreHashReader(self, lid)
+
+
+def backup_database(conn: sqlite3.Connection, target: Path) -> None:
+    """A consistent online copy through SQLite's backup API (safe while others write).
+
+    Written to a temporary name, synced, then renamed: a crash never leaves a
+    half-written file under the backup's name.
+    """
+    target = Path(target)
+    tmp = target.with_name(target.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    try:
+        dest = sqlite3.connect(str(tmp))
+        try:
+            conn.backup(dest, pages=4096)
+            dest.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dest.close()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except (sqlite3.Error, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"backup to {target} failed: {exc}") from exc
 
 
 class StoreHashReader:
