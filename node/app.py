@@ -150,6 +150,7 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
     """Gossip and sync, when a network file is installed; a standalone node just serves."""
     from node.federation import Federation
     from node.local import load_network
+    from node.peer_http import peer_session
 
     config = app[CONFIG]
     network = load_network(config)
@@ -159,7 +160,7 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     store = Store(config.database_path)
-    session = aiohttp.ClientSession()
+    session = peer_session(config)
     federation = Federation(
         store, network, own_url=config["node.public_url"], session=session,
         interval=config["gossip.interval_ms"] / 1000, fanout=config["gossip.fanout"],

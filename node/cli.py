@@ -604,7 +604,9 @@ def _with_federation(args: argparse.Namespace, fn):
         config = node.config
 
         async def run():
-            async with aiohttp.ClientSession() as session:
+            from node.peer_http import peer_session
+
+            async with peer_session(config) as session:
                 federation = Federation(node.store, network, own_url=config["node.public_url"], session=session,
                                         timeout=config["gossip.timeout_ms"] / 1000)
                 try:

@@ -166,6 +166,22 @@ SETTINGS: tuple[Setting, ...] = (
         _integer(100, 600_000),
         "Longest wait for one answer from a peer; slower peers are backed off.",
     ),
+    Setting(
+        "peers",
+        "proxy",
+        "",
+        _string(2048),
+        "Outbound HTTP proxy for connections to peers (http://host:port); empty: none "
+        "(the HTTPS_PROXY environment variable is not used unless set here).",
+    ),
+    Setting(
+        "peers",
+        "ca_file",
+        "",
+        _string(),
+        "PEM bundle of certificate authorities trusted for TLS to peers, in place of the system's; "
+        "TLS to peers is always verified.",
+    ),
     Setting("logging", "level", "info", _choice("debug", "info", "warning", "error"), "Least severe log level written."),
     Setting(
         "logging",
@@ -200,6 +216,11 @@ class Config:
     @property
     def network_path(self) -> Path:
         return self.data_dir / self.values["node.network_file"]
+
+    @property
+    def ca_path(self) -> Path | None:
+        value = self.values["peers.ca_file"]
+        return self.data_dir / value if value else None
 
     @property
     def passphrase_path(self) -> Path | None:

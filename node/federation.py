@@ -23,6 +23,7 @@ saw first.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hashlib
 import json
 import logging
@@ -56,6 +57,8 @@ FANOUT = 2
 MAX_BACKOFF_S = 60.0
 MAX_EVIDENCE_BYTES = 64 * 1024
 MAX_GOSSIP_BYTES = 4 * 1024 * 1024
+#: Clocks further apart than this (seconds) are logged as a warning.
+CLOCK_WARNING_S = 300
 
 
 def now_ms() -> int:
@@ -146,6 +149,8 @@ class Federation:
         self.allowed_peers: set[str] | None = None
         #: node.metrics.Metrics when served by an app (None in the CLI's one-shot sync).
         self.metrics = None
+        #: Our clock minus the last peer's (from its Date header), for /v1/status.
+        self.clock_skew_s: float | None = None
         self.stats = {"gossip_sent": 0, "gossip_bytes_sent": 0, "gossip_received": 0, "announces_sent": 0}
         self._founder_urls = {str(f.key): f.url for f in network.founders}
 
@@ -334,6 +339,7 @@ class Federation:
                 data = await response.content.read(MAX_GOSSIP_BYTES + 1)
                 if len(data) > MAX_GOSSIP_BYTES:
                     raise PeerError(f"{url}: answer larger than {MAX_GOSSIP_BYTES} bytes")
+                self._check_clock(url, response.headers.get("Date"))
                 if response.status == 409:
                     raise PeerError(f"{url}: runs under a different network file")
                 if response.status != 200:
@@ -383,6 +389,22 @@ class Federation:
             self.metrics.sync_runs.labels(outcome.state).inc()
             self.metrics.synced.inc(outcome.fetched)
         return outcome
+
+    def _check_clock(self, url: str, date: str | None) -> None:
+        """Warn when our clock and a peer's disagree by minutes: author times would be wrong."""
+        if not date:
+            return
+        try:
+            theirs = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            return
+        skew = time.time() - theirs
+        self.clock_skew_s = round(skew, 1)
+        if abs(skew) > CLOCK_WARNING_S:
+            log.warning(
+                "clock differs from a peer's by more than %d s: check NTP on this server",
+                CLOCK_WARNING_S, extra={"peer": url, "skew_s": round(skew)},
+            )
 
     def _confirm_own(self, store: Store) -> None:
         from node.backup import mark_caught_up
@@ -603,6 +625,8 @@ class Federation:
             "own_evidence": self.own_evidence,
             "peers": [self.peers[u].as_json() for u in sorted(self.peers)],
             "gossip_rounds": self.rounds,
+            "gossip_stats": dict(self.stats),
+            "clock_skew_s": self.clock_skew_s,
         }
 
 

@@ -38,3 +38,48 @@ async def test_readyz_and_healthz(make_node, aiohttp_client):
     ready = await client.get("/readyz")
     assert ready.status == 200 and (await ready.json())["status"] == "ready"
     assert (await client.get("/healthz")).status == 200
+
+
+def _self_signed(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "city-ca.test")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path = tmp_path / "city-ca.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+async def test_peer_connections_use_the_configured_proxy_and_ca_bundle(make_node, tmp_path):
+    import ssl
+
+    from node.config import build_config
+    from node.errors import ConfigError
+    from node.peer_http import peer_session, peer_ssl_context
+
+    node = make_node("Athens")
+    ca = _self_signed(tmp_path)
+    values = {**node.config.values, "peers.proxy": "http://proxy.city.example:3128", "peers.ca_file": str(ca)}
+    config = build_config(node.config.data_dir, values, env={})
+    context = peer_ssl_context(config)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert any(c["subject"] == ((("commonName", "city-ca.test"),),) for c in context.get_ca_certs())
+    async with peer_session(config) as session:
+        assert str(session._default_proxy) == "http://proxy.city.example:3128"  # noqa: SLF001
+    bad = build_config(node.config.data_dir, {**values, "peers.ca_file": str(tmp_path / "missing.pem")}, env={})
+    try:
+        peer_ssl_context(bad)
+    except ConfigError as exc:
+        assert "peers.ca_file" in str(exc)
+    else:
+        raise AssertionError("a missing CA bundle was accepted")
