@@ -509,9 +509,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from node.config import build_config
     from node.local import open_node
 
+    from node.logs import setup_logging
+
     config = load_config(args.data)
     if args.listen:
         config = build_config(config.data_dir, {**config.values, "http.listen": args.listen}, env={})
+    setup_logging(config["logging.level"], config["logging.format"])
     open_node(config).close()  # refuse to start on a bad key or database, before listening
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, ready=lambda url: print(f"serving on {url}", flush=True)))
