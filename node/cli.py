@@ -235,6 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     cp = config_sub.add_parser("check", help="validate config.toml and environment overrides without starting")
     _add_common(cp)
     cp.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("demo", help="run a small network of real city nodes on this machine", description=(
+        "Create a node per city (its own data folder and key), one network file signed by them all, "
+        "serve them on 127.0.0.1, author pledges, offers, requests, accepts and more, wait until gossip "
+        "has given every node every log, and print URLs to try. Ctrl-C stops every node."))
+    p.add_argument("--cities", type=int, default=3, choices=range(2, 9), metavar="N",
+                   help="how many cities, 2 to 8 (default 3)")
+    p.add_argument("--dir", type=Path, help="make the data folders here, and keep them (default: a temporary "
+                   "folder, removed at exit)")
+    p.add_argument("--base-port", type=int, default=0, metavar="PORT",
+                   help="listen on PORT, PORT+1, ... (default 0: any free ports)")
+    p.add_argument("--exit-after-converge", action="store_true",
+                   help="stop once every node holds every log and the URLs answered (for scripts and CI)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -662,6 +676,20 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         source = "env" if setting.env in os.environ else "file/default"
         print(f"{setting.key} = {config[setting.key]!r}  ({source})")
     print("configuration is valid")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import shlex
+
+    from node.demo import run_demo
+
+    # Print follow-up commands the way this one was run (e.g. .venv/bin/solidarity).
+    command = sys.argv[0] if Path(sys.argv[0]).name == "solidarity" else "solidarity"
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: every node was stopped cleanly
+        return asyncio.run(run_demo(args.cities, root=args.dir, base_port=args.base_port,
+                                    exit_after_converge=args.exit_after_converge, command=shlex.quote(command)))
     return 0
 
 
