@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from node import federation_routes, tlog_routes
+from node import api_routes, federation_routes, tlog_routes
 from node.config import Config
 from node.context import CONFIG, EXECUTOR, FEDERATION, GOSSIP, METRICS, READ_THREADS, STORES, WATCHER, read_db
 from node.errors import Busy, NodeError
@@ -263,6 +263,7 @@ def create_app(config: Config, *, gossip: bool = True) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     tlog_routes.add_routes(app)
     federation_routes.add_routes(app)
+    api_routes.add_routes(app)
     return app
 
 
