@@ -264,6 +264,9 @@ def create_app(config: Config, *, gossip: bool = True) -> web.Application:
     tlog_routes.add_routes(app)
     federation_routes.add_routes(app)
     api_routes.add_routes(app)
+    from node import dashboard_routes  # GET / and /static/*: the public dashboard
+
+    dashboard_routes.add_routes(app)
     return app
 
 
