@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from node import api_routes, federation_routes, tlog_routes
+from node import api_routes, dashboard_routes, federation_routes, tlog_routes
 from node.config import Config
 from node.context import CONFIG, EXECUTOR, FEDERATION, GOSSIP, METRICS, READ_THREADS, STORES, WATCHER, read_db
 from node.errors import Busy, NodeError
@@ -264,8 +265,6 @@ def create_app(config: Config, *, gossip: bool = True) -> web.Application:
     tlog_routes.add_routes(app)
     federation_routes.add_routes(app)
     api_routes.add_routes(app)
-    from node import dashboard_routes  # GET / and /static/*: the public dashboard
-
     dashboard_routes.add_routes(app)
     return app
 
@@ -283,9 +282,18 @@ async def serve(config: Config, *, ready: Callable[[str], None] | None = None) -
         bound_host, bound_port = runner.addresses[0][:2]
         url = f"http://{bound_host}:{bound_port}"
         log.info("serving", extra={"url": url, "origin": config["node.origin"]})
+        # systemd and container runtimes stop services with SIGTERM; Ctrl-C sends SIGINT.
+        # Both end here, so pulls under way are cancelled and the database closed cleanly.
+        # (Installed before announcing readiness: a stop may follow at once.)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
         if ready:
             ready(url)
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("stopping", extra={"origin": config["node.origin"]})
     finally:
         await runner.cleanup()
 

@@ -160,7 +160,12 @@ def init_node(
     if listen:
         values["http.listen"] = listen
     config = build_config(data_dir, values, env={})
-    host = urlsplit(url).hostname or "localhost"
+    host = urlsplit(url).hostname or ""
+    if contact is None and "." not in host:
+        raise ConfigError(
+            f"--contact is needed: no organisational e-mail can be derived from the host {host!r} "
+            "of --url (give e.g. --contact migration@city.example)"
+        )
     profile = {
         "name": city,
         "country": country.upper(),

@@ -88,3 +88,18 @@ def test_sigkill_at_random_moments_loses_nothing_reported(make_node):
     result = subprocess.run([sys.executable, "-m", "node.cli", "verify", "--data", str(data)],
                             capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_serve_stops_cleanly_on_sigterm(make_node):
+    node = make_node("Athens")
+    data = node.config.data_dir
+    node.close()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "serve", "--data", str(data), "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+    )
+    assert serve.stdout.readline().startswith("serving on ")
+    serve.send_signal(signal.SIGTERM)
+    _, err = serve.communicate(timeout=30)
+    assert serve.returncode == 0, err
+    assert "Traceback" not in err
