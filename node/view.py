@@ -233,6 +233,7 @@ class ViewUpdater:
                 "INSERT OR IGNORE INTO view_retracts (ref, lid, seq, id, reason) VALUES (?, ?, ?, ?, ?)",
                 (body["ref"], lid, seq, entry_id, body["reason"]),
             )
+            self._after_progress_retracted(conn, lid, body["ref"])
         elif type_ == "accept":
             conn.execute(
                 "INSERT INTO view_accepts (id, lid, seq, ref_log, ref, quantity, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -265,6 +266,32 @@ class ViewUpdater:
                  json.dumps(body["languages"])),
             )
         return None
+
+
+    @staticmethod
+    def _after_progress_retracted(conn, lid: int, retracted: str) -> None:
+        """A retracted progress report stops counting: the item's delivery falls back to the
+        latest progress report of the same log about it that is not retracted (or to none)."""
+        row = conn.execute(
+            "SELECT json_extract(body, '$.ref') FROM view_events WHERE id = ? AND lid = ? AND type = 'progress'",
+            (retracted, lid),
+        ).fetchone()
+        if row is None:
+            return
+        item = row[0]
+        latest = conn.execute(
+            "SELECT id, seq, json_extract(body, '$.delivered') FROM view_events "
+            "WHERE lid = ? AND type = 'progress' AND status = 'valid' AND json_extract(body, '$.ref') = ? "
+            "AND id NOT IN (SELECT ref FROM view_retracts WHERE lid = ?) ORDER BY seq DESC LIMIT 1",
+            (lid, item, lid),
+        ).fetchone()
+        if latest is None:
+            conn.execute("DELETE FROM view_progress WHERE ref = ? AND lid = ?", (item, lid))
+        else:
+            conn.execute(
+                "UPDATE view_progress SET id = ?, seq = ?, delivered = ? WHERE ref = ? AND lid = ?",
+                (latest[0], latest[1], latest[2], item, lid),
+            )
 
 
 def dump_view(store: Store) -> dict[str, list[tuple]]:

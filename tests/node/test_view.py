@@ -104,3 +104,27 @@ def test_invalid_and_foreign_references_are_kept_with_a_reason(make_node):
     ).fetchall()
     assert [r[:2] for r in rows] == [("retract", "invalid"), ("progress", "invalid")]
     assert all(r[2] for r in rows)
+
+
+def test_retracted_progress_stops_counting(make_node):
+    athens = make_node("Athens")
+    [pledge] = athens.author().append([Event(type="pledge", body=PLEDGE)])
+    ref = pledge.id.hex()
+    [first, second] = athens.author().append([
+        Event(type="progress", body={"ref": ref, "delivered": 10}),
+        Event(type="progress", body={"ref": ref, "delivered": 25}),
+    ])
+    updater = ViewUpdater(athens.registry)
+    delivered = lambda: athens.store.conn.execute(  # noqa: E731
+        "SELECT delivered FROM view_progress WHERE ref = ?", (ref,)).fetchone()
+    updater.catch_up(athens.store)
+    assert delivered() == (25,)
+    athens.author().append([Event(type="retract", body={"ref": second.id.hex(), "reason": "Counted twice."})])
+    updater.catch_up(athens.store)
+    assert delivered() == (10,)
+    athens.author().append([Event(type="retract", body={"ref": first.id.hex(), "reason": "Not delivered yet."})])
+    updater.catch_up(athens.store)
+    assert delivered() is None
+    incremental = dump_view(athens.store)
+    updater.rebuild(athens.store)
+    assert dump_view(athens.store) == incremental
