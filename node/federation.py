@@ -149,6 +149,8 @@ class Federation:
         self.allowed_peers: set[str] | None = None
         #: node.metrics.Metrics when served by an app (None in the CLI's one-shot sync).
         self.metrics = None
+        #: Exchanges and pulls under way (tests wait for none before cutting a partition).
+        self.in_flight = 0
         #: Our clock minus the last peer's (from its Date header), for /v1/status.
         self.clock_skew_s: float | None = None
         self.stats = {"gossip_sent": 0, "gossip_bytes_sent": 0, "gossip_received": 0, "announces_sent": 0}
@@ -305,6 +307,13 @@ class Federation:
 
     async def exchange(self, peer: PeerState) -> None:
         """Push-pull with one peer: digests first, heads only where they differ, then pull."""
+        self.in_flight += 1
+        try:
+            await self._exchange(peer)
+        finally:
+            self.in_flight -= 1
+
+    async def _exchange(self, peer: PeerState) -> None:
         try:
             digest, buckets, _, _ = await self._db(self.digest_parts)
             payload = {"network": self.network_hash.hex(), "digest": digest, "buckets": buckets, "from": self.own_url}
@@ -517,6 +526,13 @@ class Federation:
         return 202, {"detail": "will fetch"}
 
     async def _pull_and_pass_on(self, url: str, member: Member) -> None:
+        self.in_flight += 1
+        try:
+            await self._pull_from_announcer(url, member)
+        finally:
+            self.in_flight -= 1
+
+    async def _pull_from_announcer(self, url: str, member: Member) -> None:
         peer = self.peers.setdefault(url, PeerState(url=url))
         try:
             outcome = await self.pull(self.fetcher(url), member)

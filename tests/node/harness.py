@@ -139,6 +139,19 @@ class Network:
             if node.app is not None:
                 node.federation.allowed_peers = {self.nodes[j].url for j in edges.get(i, set())}
 
+    async def quiesce(self, timeout: float = 30.0) -> None:
+        """Wait (bounded) until no node has an exchange or pull under way, e.g. after restrict():
+        in a real partition nothing crosses; here work started before the cut must finish first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        quiet_rounds = 0
+        while quiet_rounds < 3:  # quiet three checks in a row: a finishing pull may announce
+            busy = [n.name for n in self.nodes if n.app is not None and n.federation.in_flight]
+            quiet_rounds = 0 if busy else quiet_rounds + 1
+            if loop.time() > deadline:
+                raise AssertionError(f"still busy after {timeout} s: {busy}")
+            await asyncio.sleep(0.05)
+
     async def converge(
         self, timeout: float = 60.0, nodes: list[TestNode] | None = None, *, sizes_too: bool = True
     ) -> str:

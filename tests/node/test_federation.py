@@ -68,7 +68,7 @@ async def test_partition_then_heal_converges(network):
     await network.converge(timeout=60)
     left, right = set(range(5)), set(range(5, 10))
     network.restrict({i: (left if i in left else right) - {i} for i in range(10)})
-    await asyncio.sleep(1.0)  # exchanges already under way when the partition began finish first
+    await network.quiesce()  # exchanges already under way when the partition began finish first
     network.nodes[0].author([Event(type="pledge", body=PLEDGE)] * 3)
     network.nodes[9].author([Event(type="offer", body=OFFER)] * 4)
     await network.converge(timeout=60, nodes=network.nodes[:5])
