@@ -144,6 +144,8 @@ class Federation:
         self._scans: dict[str, _LogScan] = {}
         self._membership: Membership | None = None
         self._pulls: set[asyncio.Task] = set()
+        #: Set by close(): nothing new may start once the database thread is being shut down.
+        self._closing = False
         self._exchanging: set[str] = set()
         #: Tests restrict who may be contacted to build topologies and partitions.
         self.allowed_peers: set[str] | None = None
@@ -544,6 +546,11 @@ class Federation:
             await self.announce(member.log_id)
 
     def _spawn(self, coro) -> None:
+        if self._closing:
+            # The app's head watcher and request handlers still run while close() waits;
+            # a task started now would find the database thread gone.
+            coro.close()
+            return
         task = asyncio.create_task(coro)
         self._pulls.add(task)
         task.add_done_callback(self._pulls.discard)
@@ -598,6 +605,7 @@ class Federation:
 
     async def close(self) -> None:
         """Cancel pulls under way and wait for the database thread: then the store may close."""
+        self._closing = True
         for task in list(self._pulls):
             task.cancel()
         await asyncio.gather(*self._pulls, return_exceptions=True)

@@ -261,3 +261,28 @@ async def test_hostile_peer_gets_nothing_stored_and_honest_nodes_converge(tmp_pa
             await net.stop(node)
         for node in net.nodes:
             node.sock.close()
+
+
+async def test_head_watcher_during_close_no_longer_hits_a_shut_down_executor(tmp_path):
+    """Bug: Ctrl-C on 'solidarity demo' (or 'serve') just after a sync sometimes logged
+    "Task exception was never retrieved ... cannot schedule new futures after shutdown": the
+    app's head watcher still runs while Federation.close() waits, and the announce it started
+    for a log that had just grown ran after the database thread was shut down."""
+    from node.federation import Federation
+
+    net = Network(tmp_path, 2)
+    node = net.nodes[0]
+    for n in net.nodes:
+        n.sock.close()
+    with Store(node.data / "solidarity.db") as store:
+        async with aiohttp.ClientSession() as session:
+            federation = Federation(store, net.network, own_url=node.url, session=session)
+            own = store.own_log().log_id
+            closing = asyncio.create_task(federation.close())
+            await asyncio.sleep(0)  # close() has begun and is waiting for the database thread
+            federation.log_grew(own, 2)
+            federation.schedule_exchange(net.nodes[1].url)
+            assert not federation._pulls  # noqa: SLF001 - nothing was started
+            await closing
+            federation.log_grew(own, 3)
+            assert not federation._pulls  # noqa: SLF001
