@@ -27,13 +27,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -112,7 +115,7 @@ CITIES: tuple[DemoCity, ...] = (
              (910, 1540, 10)),
     DemoCity("Leipzig", "DE", ("de", "en", "uk"), (200, 50),
              (Need("reception-places", 60, "places",
-                   "Places in shared flats and two reception centres, from June."),
+                   "Places in shared flats and two reception centres, from next month."),
               Need("equipment", 300, "beds", "Beds and bedding from a closed emergency shelter.")),
              Need("interpretation", 40, "person-days",
                   "Tigrinya and Dari interpreters for school enrolment meetings."),
@@ -155,7 +158,13 @@ class DemoNode:
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        # The reader went away (``solidarity demo | head``): keep serving, print nowhere
+        # (the Python docs' recipe: point stdout at devnull so exit does not fail again).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _bind(port: int) -> socket.socket:
@@ -183,37 +192,50 @@ def _possessive(name: str) -> str:
 # -- the events --------------------------------------------------------------
 
 
-def _first_events(i: int, n: int) -> list[tuple[str, Event]]:
-    """What city i writes on its own: pledges, offers, a request, a report (and a statement)."""
+def _day(today: date, days: int) -> str:
+    return (today + timedelta(days=days)).isoformat()
+
+
+def _last_quarter(today: date) -> tuple[date, date]:
+    """First and last day of the calendar quarter before the one ``today`` is in."""
+    end = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1) - timedelta(days=1)
+    return date(end.year, 3 * ((end.month - 1) // 3) + 1, 1), end
+
+
+def _first_events(i: int, n: int, today: date) -> list[tuple[str, Event]]:
+    """What city i writes on its own: pledges, offers, a request, a report (and a statement).
+
+    Dates are around ``today``, so the dashboard shows them open, not expired."""
     city = CITIES[i]
     # Two pledges per city, kinds in turn: from three cities on, every kind appears.
     kinds = list(PLEDGE_KINDS)
     first, second = kinds[(2 * i) % len(kinds)], kinds[(2 * i + 1) % len(kinds)]
     events = [
         ("pledge-0", Event(type="pledge", body={
-            "kind": first, "places": city.places[0], "from": "2026-01-01", "until": "2026-12-31",
+            "kind": first, "places": city.places[0], "from": _day(today, -120), "until": _day(today, 240),
             "description": PLEDGE_KINDS[first],
         })),
         ("pledge-1", Event(type="pledge", body={
-            "kind": second, "places": city.places[1], "from": "2026-03-01", "until": "2026-09-30",
+            "kind": second, "places": city.places[1], "from": _day(today, -30), "until": _day(today, 150),
             "description": PLEDGE_KINDS[second],
         })),
     ]
     for k, need in enumerate(city.offers):
         events.append((f"offer-{k}", Event(type="offer", body={
             "category": need.category, "quantity": need.quantity, "unit": need.unit,
-            "from": "2026-04-01", "until": "2026-10-31", "description": need.description,
+            "from": _day(today, -7), "until": _day(today, 180), "description": need.description,
         })))
     need = city.request
     events.append(("request", Event(type="request", body={
         "category": need.category, "quantity": need.quantity, "unit": need.unit,
-        "from": "2026-05-01", "until": "2026-08-31", "description": need.description,
+        "from": _day(today, 0), "until": _day(today, 90), "description": need.description,
     })))
     arrivals, in_reception, free = city.report
+    period_start, period_end = _last_quarter(today)
     events.append(("report", Event(type="report", body={
-        "period_start": "2026-01-01", "period_end": "2026-03-31",
+        "period_start": period_start.isoformat(), "period_end": period_end.isoformat(),
         "arrivals": arrivals, "in_reception": in_reception, "free_places": free,
-        "note": "First quarter; figures from the municipal reception office.",
+        "note": "Last quarter's figures from the municipal reception office.",
     })))
     if i == 0:
         events.append(("statement", Event(type="statement", body={
@@ -233,8 +255,7 @@ def _progress_events(node: DemoNode) -> list[tuple[str, Event]]:
     city = node.city
     return [
         ("progress-0", Event(type="progress", body={
-            "ref": node.ids["pledge-0"], "delivered": city.places[0] // 3,
-            "note": "Arrivals up to the end of March.",
+            "ref": node.ids["pledge-0"], "delivered": city.places[0] // 3, "note": "Arrivals so far.",
         })),
         ("progress-1", Event(type="progress", body={"ref": node.ids["pledge-1"], "delivered": city.places[1] // 5})),
     ]
@@ -249,7 +270,8 @@ def _second_events(nodes: list[DemoNode], i: int) -> list[tuple[str, Event]]:
     events = [
         ("accept-offer", Event(type="accept", body={
             "log": offerer.log_id, "ref": offerer.ids["offer-0"], "quantity": max(1, offer.quantity // 2),
-            "note": f"Half of the {offer.unit} offered, from June; our office coordinates with {offerer.city.name}.",
+            "note": f"Half of the {offer.unit} offered, from next month; our office coordinates "
+                    f"with {offerer.city.name}.",
         })),
         ("accept-request", Event(type="accept", body={
             "log": asker.log_id, "ref": asker.ids["request"], "quantity": max(1, request.quantity // 4),
@@ -257,15 +279,17 @@ def _second_events(nodes: list[DemoNode], i: int) -> list[tuple[str, Event]]:
         })),
     ]
     if i != 0:
-        statement = nodes[0]
-        events.append(("endorse", Event(type="endorse", body={"log": statement.log_id, "ref": statement.ids["statement"]})))
+        author = nodes[0]  # wrote the statement
+        events.append(("endorse", Event(type="endorse", body={"log": author.log_id, "ref": author.ids["statement"]})))
     return events
 
 
-def _accept_progress(node: DemoNode) -> list[tuple[str, Event]]:
-    """Progress on the city's accept of another city's offer, pointing at the accept's entry id."""
-    return [("progress-accept", Event(type="progress", body={
-        "ref": node.ids["accept-offer"], "delivered": 0, "note": "Transfers are being arranged.",
+def _offer_progress(nodes: list[DemoNode], i: int) -> list[tuple[str, Event]]:
+    """Delivery on city i's offer that the previous city accepted, pointing at the offer's entry id."""
+    node, taker = nodes[i], nodes[(i - 1) % len(nodes)]
+    return [("progress-offer", Event(type="progress", body={
+        "ref": node.ids["offer-0"], "delivered": max(1, node.city.offers[0].quantity // 4),
+        "note": f"First half of what {taker.city.name} accepted; the rest follows next month.",
     }))]
 
 
@@ -447,7 +471,9 @@ class Demo:
         if bundle is not None:
             w(f"  curl -s {first.url}/v1/logs/{first.log_id}/{tile_path(bundle)} | head -c 256 | od -c")
         w(f"  {prog} log --data {first.data}")
-        w(f"  {prog} pledge --data {first.data} --kind relocation --places 10 --from 2026-07-01 --until 2026-12-31")
+        today = date.today()
+        w(f"  {prog} pledge --data {first.data} --kind relocation --places 10 "
+          f"--from {_day(today, 30)} --until {_day(today, 210)}")
         w(f"      then see {_possessive(first.city.name)} log grow on {second.city.name}: curl {second.url}/v1/logs")
         w("")
         w(f"network {NETWORK}: {len(self.nodes)} cities, network digest {digest[:16]}...")
@@ -459,16 +485,17 @@ class Demo:
         deadline = loop.time() + timeout
         try:
             await self.start()
-            count = sum(_author(node, _first_events(i, len(self.nodes))) for i, node in enumerate(self.nodes))
+            today = date.today()
+            count = sum(_author(node, _first_events(i, len(self.nodes), today)) for i, node in enumerate(self.nodes))
             count += sum(_author(node, _progress_events(node)) for node in self.nodes)
             self.write(f"authored {count} events: pledges, offers, requests, a report per city, "
                        "progress on the pledges, a statement")
             _, took = await self.converge(deadline)
             self.write(f"gossip: every node holds every city's log ({took:.1f} s)")
             count = sum(_author(node, _second_events(self.nodes, i)) for i, node in enumerate(self.nodes))
-            count += sum(_author(node, _accept_progress(node)) for node in self.nodes)
+            count += sum(_author(node, _offer_progress(self.nodes, i)) for i, node in enumerate(self.nodes))
             self.write(f"authored {count} events: accepts of each other's offers and requests, "
-                       "endorsements of the statement, progress")
+                       "endorsements of the statement, delivery on the accepted offers")
             digest, took = await self.converge(deadline)
             self.write(f"gossip: every node holds every city's log again ({took:.1f} s)")
             ok = await self.report(digest)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import os
 import re
 import signal
@@ -12,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from node import queries
 from node.audit import audit_store
-from node.demo import run_demo
+from node.demo import PLEDGE_KINDS, run_demo
 from node.errors import ConfigError
+from node.local import load_registry
 from node.store import Store
+from node.view import ViewUpdater
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SOLIDARITY_LOGGING_LEVEL": "warning"}
@@ -108,11 +113,32 @@ def test_ctrl_c_stops_every_node_cleanly(tmp_path):
 
 async def test_run_demo_in_process(tmp_path):
     lines: list[str] = []
-    code = await run_demo(2, root=tmp_path / "demo", exit_after_converge=True, write=lines.append)
+    code = await run_demo(3, root=tmp_path / "demo", exit_after_converge=True, write=lines.append)
     out = "\n".join(lines)
     assert code == 0, out
-    _check_output(out, 2)
-    _verify(tmp_path / "demo", 2)
+    _check_output(out, 3)
+    _verify(tmp_path / "demo", 3)
+
+
+def test_the_demo_network_looks_alive_on_the_dashboard(tmp_path):
+    """What the demo writes is what the view counts: nothing invalid or expired, every accept resolved."""
+    asyncio.run(run_demo(3, root=tmp_path, exit_after_converge=True, write=lambda line: None))
+    with Store(tmp_path / "athens" / "solidarity.db") as store:
+        ViewUpdater(load_registry()).catch_up(store)
+        left_out = store.conn.execute("SELECT type, reason FROM view_events WHERE status != 'valid'").fetchall()
+        summary = queries.summary(store, dt.date.today().isoformat(), None)
+    assert left_out == []
+    assert summary["pledges"]["count"] == 6 and summary["pledges"]["by_status"]["expired"] == 0
+    assert {kind for kind, in _pledge_kinds(tmp_path)} == set(PLEDGE_KINDS)  # every kind, from 3 cities on
+    for items in ("offers", "requests"):
+        assert summary[items]["by_status"]["expired"] == 0, summary[items]
+    assert summary["accepts"] == {"count": 6, "resolved": 6}
+    assert summary["statements"] == 1
+
+
+def _pledge_kinds(root: Path) -> list[tuple[str]]:
+    with Store(root / "athens" / "solidarity.db", readonly=True) as store:
+        return store.conn.execute("SELECT kind FROM view_items WHERE type = 'pledge'").fetchall()
 
 
 async def test_run_demo_refuses_a_folder_in_use(tmp_path):
