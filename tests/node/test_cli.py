@@ -162,3 +162,15 @@ def test_help_runs_as_a_program():
     result = subprocess.run([sys.executable, "-m", "node.cli", "pledge", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and "--places" in result.stdout and "--dry-run" in result.stdout
+
+
+def test_log_piped_into_head_ends_quietly(node_dir):
+    lines = [json.dumps({"type": "statement", "body": {"title": f"Statement {n}", "text": "x" * 500}})
+             for n in range(300)]
+    (node_dir / "many.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["import", "--data", str(node_dir), str(node_dir / "many.jsonl")]) == 0
+    result = subprocess.run(
+        f"{sys.executable} -m node.cli log --data {node_dir} --json | head -c 10",
+        shell=True, capture_output=True, text=True, timeout=60,
+    )
+    assert "Traceback" not in result.stderr
