@@ -380,16 +380,23 @@ class Federation:
                 continue
             ours = held.get(log_id)
             try:
-                cp = parse_checkpoint(parse_note(note.encode()).text)
-            except ProtocolError:
-                continue
+                signed = open_checkpoint(note.encode(), member.verifier)
+            except ProtocolError as exc:
+                raise PeerError(f"{peer.url}: head for {member.origin} does not verify: {exc}") from exc
+            cp = signed.checkpoint
             if ours is not None and ours[0] == cp.size and ours[1] == cp.root:
                 continue
-            await self.pull(fetcher, member)
+            # The signed head is in hand: compared locally when it is not beyond what we
+            # hold (evidence if it forks), fetched from this peer only when it is.
+            await self.pull(fetcher, member, signed)
 
-    async def pull(self, fetcher: Fetcher, member: Member) -> SyncOutcome | None:
+    async def pull(self, fetcher: Fetcher, member: Member, signed=None) -> SyncOutcome | None:
+        """Sync one log from one peer: from its current checkpoint, or from ``signed`` if given."""
         try:
-            outcome = await self.syncer.sync_log(fetcher, member)
+            if signed is None:
+                outcome = await self.syncer.sync_log(fetcher, member)
+            else:
+                outcome = await self.syncer.offer_checkpoint(fetcher, member, signed)
         except PeerError as exc:
             self._count_error(exc)
             raise

@@ -263,10 +263,15 @@ class Syncer:
         signed = await self._fetch_checkpoint(fetcher, member)
         if signed is None:
             return SyncOutcome(log_id=member.log_id, state="not-held", size=0)
-        return await self.offer_checkpoint(fetcher, member, signed)
+        return await self._offer(fetcher, member, signed)
 
     async def offer_checkpoint(self, fetcher: Fetcher, member: Member, signed: SignedCheckpoint) -> SyncOutcome:
-        """Act on a verified city-signed checkpoint: compare, record evidence, or fetch."""
+        """Act on a verified city-signed checkpoint already in hand (from gossip or an
+        announcement): compare it with what is held, record evidence, or fetch from ``fetcher``."""
+        async with self.lock:
+            return await self._offer(fetcher, member, signed)
+
+    async def _offer(self, fetcher: Fetcher, member: Member, signed: SignedCheckpoint) -> SyncOutcome:
         cp = signed.checkpoint
         local = await self._db(lambda s: s.find_log(member.log_id))
         if local is None:
