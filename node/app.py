@@ -118,6 +118,13 @@ class HeadWatcher:
                 self.changed.clear()
 
 
+async def _cancel(task: asyncio.Task) -> None:
+    """Stop a background task and wait until it has (its finally blocks have run)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     # Opening the store here (not lazily) makes a bad database fail start-up.
@@ -139,9 +146,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel(task)
         app[EXECUTOR].shutdown(wait=True, cancel_futures=True)
         app[STORES].close()
         watcher_store.close()
@@ -176,9 +181,7 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _cancel(task)
         await federation.close()
         await session.close()
         store.close()
@@ -216,9 +219,7 @@ async def _view(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel(task)
         await loop.run_in_executor(None, executor.shutdown, True)
         store.close()
 
