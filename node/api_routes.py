@@ -14,6 +14,8 @@ endpoint shares is done once here:
 - ``format=csv`` answers the same rows flattened (columns derived from the
   row schema in ``node.api_schema``), the next page in a ``Link`` header;
 - a strong ETag (SHA-256 of the body) answers ``If-None-Match`` with 304;
+- aggregates over the whole view (list totals, the summary) are kept per view
+  state in the app's :class:`~node.queries.Memo` (``API_MEMO``);
 - CORS: every answer allows any origin, and ``OPTIONS`` answers preflights.
 
 The same declarations build ``/v1/openapi.json``.
@@ -206,7 +208,7 @@ class ListEndpoint:
     name: str
     summary: str
     params: tuple[Param, ...]
-    query: Callable[[Store, queries.Filters, tuple | None, int, Any], queries.Page]
+    query: Callable[[Store, queries.Filters, tuple | None, int, Any, queries.Memo], queries.Page]
     key: tuple[str, ...]  # "int" / "hex" per part of the sort key
     row: str  # component name of the row schema
     extra: dict[str, Any] = field(default_factory=dict)  # extra answer members (OpenAPI)
@@ -214,17 +216,21 @@ class ListEndpoint:
 
 
 def _items_query(type_: str):
-    def query(store, f, after, limit, _membership):
-        return queries.items(store, type_, f, after, limit)
+    def query(store, f, after, limit, _membership, memo):
+        return queries.items(store, type_, f, after, limit, memo)
 
     return query
 
 
 def _plain(fn):
-    def query(store, f, after, limit, _membership):
+    def query(store, f, after, limit, _membership, _memo):
         return fn(store, f, after, limit)
 
     return query
+
+
+def _cities(store, f, after, limit, membership, _memo):
+    return queries.cities(store, f, after, limit, membership)
 
 
 _ITEM_EXTRA = {
@@ -239,7 +245,7 @@ LISTS = (
     ListEndpoint(
         path="/v1/cities", name="cities", summary="Every city log this node holds",
         params=(P_COUNTRY, _enum_param("membership", queries.MEMBERSHIP_STATES, "membership state")),
-        query=queries.cities, key=("hex",), row="City", needs_membership=True,
+        query=_cities, key=("hex",), row="City", needs_membership=True,
     ),
     ListEndpoint(
         path="/v1/pledges", name="pledges", summary="Pledges, with delivery, accepts and status",
@@ -463,9 +469,11 @@ def list_handler(endpoint: ListEndpoint) -> Callable[[web.Request], Awaitable[we
         as_of = values.pop("as_of", None) or _today()
         filters = replace(queries.Filters(as_of=as_of), **values)
 
+        memo = request.app[API_MEMO]
+
         def read(store: Store) -> queries.Page:
             membership = _membership(request, store) if endpoint.needs_membership else None
-            return endpoint.query(store, filters, after, limit, membership)
+            return endpoint.query(store, filters, after, limit, membership, memo)
 
         page = await _read(request, read)
         next_token = encode_token(page.last_key) if page.last_key is not None else None
@@ -507,15 +515,17 @@ async def summary(request: web.Request) -> web.Response:
         raise InvalidParams(problems)
     as_of = values.get("as_of") or _today()
     federation = request.app.get(FEDERATION)
+    memo = request.app[API_MEMO]
 
-    def read(store: Store) -> dict[str, Any]:
+    def compute(store: Store) -> dict[str, Any]:
         membership = federation.membership(store) if federation is not None else None
         out = queries.summary(store, as_of, membership)
         if federation is not None:
             out["network_digest"] = federation.network_digest(store)
         return out
 
-    return json_answer(request, await _read(request, read))
+    # Membership and the digest follow the logs and evidence held, which the view state covers.
+    return json_answer(request, await _read(request, lambda s: memo.get(s, ("summary", as_of), lambda: compute(s))))
 
 
 async def event(request: web.Request) -> web.Response:
@@ -561,6 +571,7 @@ def _guard(handler: Callable[[web.Request], Awaitable[web.Response]]):
 
 
 API_PATHS = web.AppKey("api_paths", frozenset)
+API_MEMO = web.AppKey("api_memo", queries.Memo)
 
 
 async def _cors(request: web.Request, response: web.StreamResponse) -> None:
@@ -588,6 +599,7 @@ def add_routes(app: web.Application) -> None:
     for path in paths:
         app.router.add_route("OPTIONS", path, preflight)
     app[API_PATHS] = frozenset(paths)
+    app[API_MEMO] = queries.Memo()
     app.on_response_prepare.append(_cors)
 
 

@@ -20,15 +20,21 @@ What ``node.view`` leaves to query time is resolved here (see its docstring):
 Lists are keyset-paginated: each takes ``after`` (the sort key of the last row
 already seen, or None) and ``limit`` and returns a :class:`Page` whose
 ``last_key`` is the key to continue from (None on the last page).
+
+Aggregates over the whole view (a list's ``totals``, the summary) cost a scan
+of every matching item; a :class:`Memo` keeps them per :func:`view_state`, so
+they are computed once per change of the view, not once per request or page.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import json
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from node.errors import NotFound
 from node.store import Store
@@ -36,7 +42,7 @@ from protocol.checkpoint import open_checkpoint
 from protocol.entry import decode_entry
 from protocol.errors import ProtocolError
 from protocol.keys import parse_verifier_key
-from protocol.merkle import prove_inclusion
+from protocol.merkle import node_hash, prove_inclusion
 
 ITEM_TYPES = ("pledge", "offer", "request")
 ITEM_STATUSES = ("open", "fulfilled", "expired", "retracted")
@@ -69,6 +75,69 @@ class Page:
     rows: list[dict[str, Any]]
     last_key: tuple | None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+def view_state(store: Store) -> tuple:
+    """A value that changes whenever anything the answers here are computed from changes.
+
+    Within one schema (``reindex`` drops and recreates the view tables, which changes
+    ``schema_version``) every log's view cursor only grows, so their sum changes with
+    every batch applied; ``logs`` changes its ``updated_ms`` (a clock time) whenever a
+    log is added to, truncated or gets a new checkpoint; evidence is only ever added.
+    Read it in the same snapshot as the answer it keys.
+    """
+    return store.conn.execute(
+        "SELECT (SELECT schema_version FROM pragma_schema_version()), "
+        "(SELECT COUNT(*) FROM view_cursor), (SELECT COALESCE(SUM(seq), 0) FROM view_cursor), "
+        "(SELECT COUNT(*) FROM logs), (SELECT COALESCE(SUM(size), 0) FROM logs), "
+        "(SELECT COALESCE(SUM(updated_ms), 0) FROM logs), (SELECT COUNT(*) FROM evidence)"
+    ).fetchone()
+
+
+class Memo:
+    """Answers computed from the whole view, kept per view state (thread-safe, bounded).
+
+    Callers share one per application. A value must not be changed once returned.
+    Two threads asking for the same key in the same state compute it once: the
+    second waits for the first (both read equal snapshots, so either answer is right).
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._values: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+        self._running: dict[Hashable, threading.Event] = {}
+
+    def get(self, store: Store, key: Hashable, compute: Callable[[], T]) -> T:
+        full = (key, view_state(store))
+        while True:
+            with self._lock:
+                if full in self._values:
+                    self._values.move_to_end(full)
+                    return self._values[full]
+                running = self._running.get(full)
+                if running is None:
+                    running = self._running[full] = threading.Event()
+                    break
+            running.wait(30.0)  # then look again; compute it here if the other thread failed
+        try:
+            value = compute()
+            with self._lock:
+                self._values[full] = value
+                while len(self._values) > self._size:
+                    self._values.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                del self._running[full]
+            running.set()
+
+
+def _memo(memo: Memo | None, store: Store, key: Hashable, compute: Callable[[], T]) -> T:
+    return compute() if memo is None else memo.get(store, key, compute)
 
 
 # -- shared pieces -------------------------------------------------------------
@@ -316,12 +385,18 @@ def _item_row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def items(store: Store, type_: str, f: Filters, after: tuple | None, limit: int) -> Page:
+def items(store: Store, type_: str, f: Filters, after: tuple | None, limit: int, memo: Memo | None = None) -> Page:
     """Pledges, offers or requests, ordered by (time_ms, id), with totals over every match."""
     inner, inner_params = _items_inner(type_)
     conds, params = _items_where(f)
     params.update(inner_params)
     page = _page(store, inner, conds, params, after, limit, ("_k0", "_k1"), _item_row)
+    # The same for every page of the same filters: a scan of every match, once per view state.
+    page.extra["totals"] = _memo(memo, store, ("totals", type_, f), lambda: _item_totals(store, inner, conds, params))
+    return page
+
+
+def _item_totals(store: Store, inner: str, conds: list[str], params: dict[str, Any]) -> dict[str, Any]:
     where = " AND ".join(conds) or "1"
     total = store.conn.execute(f"SELECT COUNT(*) FROM ({inner}) WHERE {where}", params).fetchone()[0]
     by_unit = [
@@ -332,8 +407,7 @@ def items(store: Store, type_: str, f: Filters, after: tuple | None, limit: int)
             params,
         )
     ]
-    page.extra["totals"] = {"items": total, "counted": sum(u["count"] for u in by_unit), "by_unit": by_unit}
-    return page
+    return {"items": total, "counted": sum(u["count"] for u in by_unit), "by_unit": by_unit}
 
 
 # -- accepts -----------------------------------------------------------------------
@@ -603,6 +677,30 @@ def _country(code: str | None) -> dict[str, Any]:
 # -- one event with its proof ------------------------------------------------------------
 
 
+class _TileReader:
+    """``protocol.merkle.HashReader`` for one proof in a tree of ``size`` leaves: each 256-wide
+    row of stored hashes it touches is read once (one query), not once per proof node."""
+
+    def __init__(self, store: Store, lid: int, size: int) -> None:
+        self._store, self._lid, self._size = store, lid, size
+        self._rows: dict[tuple[int, int], list[bytes]] = {}
+
+    def node(self, level: int, index: int) -> bytes:
+        # Stored levels are multiples of 8 (see node.store); a node r levels above one is
+        # rebuilt from 2**r <= 128 of its hashes, which never straddle a 256-aligned row.
+        r = level % 8
+        base, first = level - r, index << r
+        tile = first // 256
+        row = self._rows.get((base, tile))
+        if row is None:
+            count = min(256, (self._size >> base) - tile * 256)
+            row = self._rows[(base, tile)] = self._store.stored_hashes(self._lid, base, tile * 256, count)
+        hashes = row[first - tile * 256 : first - tile * 256 + (1 << r)]
+        while len(hashes) > 1:
+            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+        return hashes[0]
+
+
 def event(store: Store, entry_id: str) -> dict[str, Any]:
     """An entry, its decoded body and view status, an RFC 9162 inclusion proof and the
     city-signed checkpoint the proof is for (the latest one held for its log)."""
@@ -636,7 +734,7 @@ def event(store: Store, entry_id: str) -> dict[str, Any]:
             "time_ms": entry.time_ms, "type": entry.type, "schema": entry.schema,
             "body_hash": entry.body_hash.hex(), "body_size": entry.body_size,
         }
-    proof = prove_inclusion(seq, cp.size, store.reader(lid))
+    proof = prove_inclusion(seq, cp.size, _TileReader(store, lid, cp.size))
     return {
         "id": entry_id,
         "log_id": log_id,
