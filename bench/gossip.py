@@ -86,6 +86,7 @@ import aiohttp  # noqa: E402
 
 from bench.node import realistic_event  # noqa: E402
 from node.config import load_config  # noqa: E402
+from node.federation import ANNOUNCE_FANOUT  # noqa: E402
 from node.local import init_node, open_node  # noqa: E402
 from node.store import Store  # noqa: E402
 from protocol.checkpoint import open_checkpoint  # noqa: E402
@@ -552,9 +553,9 @@ def _per_round(sizes: dict, fanout: int, n: int, stats: dict | None) -> dict:
         "bytes_sent": round(request_bytes + received * sizes["answer_same"]),
         "bytes_received": round(received * sizes["request"] + sent * sizes["answer_same"]),
         "bytes_note": "requests (16 bucket digests, no heads) and answers when digests agree",
-        "announcements_per_new_checkpoint": n - 1,
-        "announcements_note": "each node whose copy of a log grows tells every peer: N-1 messages per node, "
-                              "N(N-1) in the network, per new checkpoint",
+        "announcements_per_new_checkpoint": min(n - 1, max(ANNOUNCE_FANOUT, fanout)),
+        "announcements_note": "each node whose held checkpoint of a log changes tells that many random peers "
+                              "(node.federation.ANNOUNCE_FANOUT), who pass it on; gossip rounds catch the rest",
     }
 
 
