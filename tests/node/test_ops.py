@@ -83,3 +83,47 @@ async def test_peer_connections_use_the_configured_proxy_and_ca_bundle(make_node
         assert "peers.ca_file" in str(exc)
     else:
         raise AssertionError("a missing CA bundle was accepted")
+
+
+def test_passphrase_from_systemd_credentials(make_node, tmp_path, monkeypatch):
+    from node.config import load_config
+    from node.local import open_node
+
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "passphrase").write_text("from systemd\n")
+    node = make_node("Athens", passphrase=b"from systemd")  # node.passphrase_file stays empty
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    reopened = open_node(load_config(node.config.data_dir))
+    assert str(reopened.signer.verifier) == str(node.signer.verifier)
+    reopened.close()
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    try:
+        open_node(load_config(node.config.data_dir))
+    except Exception as exc:  # noqa: BLE001 - the message is what matters
+        assert "passphrase" in str(exc)
+    else:
+        raise AssertionError("an encrypted key opened without its passphrase")
+
+
+async def test_clock_far_off_a_peers_is_logged(make_node, caplog):
+    import email.utils
+    import random
+    import time
+
+    import aiohttp
+
+    from node.federation import Federation
+    from protocol.network import AdmissionRule, Founder, NetworkFile
+
+    node = make_node("Athens")
+    network = NetworkFile(name="test-net", rule=AdmissionRule(min_vouches=1, share_percent=50),
+                          founders=(Founder(name="Athens", key=node.signer.verifier, url="http://127.0.0.1:1"),),
+                          signatures=())
+    async with aiohttp.ClientSession() as session:
+        federation = Federation(node.store, network, own_url="http://127.0.0.1:1", session=session,
+                                rng=random.Random(42))
+        federation._check_clock("http://peer", email.utils.formatdate(time.time() - 3600, usegmt=True))  # noqa: SLF001
+        await federation.close()
+    assert federation.clock_skew_s > 3000
+    assert any("check NTP" in r.getMessage() for r in caplog.records)
