@@ -548,21 +548,24 @@ async def run_demo(
         if task is not None:
             task.cancel()
 
-    handled = False
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-        handled = True
+    # SIGINT too: a demo started from a script in the background inherits SIGINT ignored,
+    # and a loop handler is the one way Ctrl-C (or kill -INT) still stops it there.
+    handled: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_sigterm)
+            handled.append(sig)
     started = time.monotonic()
     try:
         demo.create()
         return await demo.run(exit_after_converge, timeout)
     except asyncio.CancelledError:
         if terminated and task is not None and task.uncancel() == 0:
-            return 0  # SIGTERM: a clean stop, like Ctrl-C
-        raise  # Ctrl-C: asyncio.run turns this into KeyboardInterrupt, which the CLI takes as a stop
+            return 0  # SIGTERM or SIGINT: a clean stop
+        raise
     finally:
-        if handled:
-            loop.remove_signal_handler(signal.SIGTERM)
+        for sig in handled:
+            loop.remove_signal_handler(sig)
         for node in demo.nodes:  # also when create() failed half-way
             node.sock.close()
             demo.close_local(node)
