@@ -151,6 +151,7 @@ class Federation:
         self._exchanging: set[str] = set()
         self._checkpoints: dict[bytes, tuple[int, bytes]] = {}
         self._announced: dict[str, bytes] = {}
+        self._announced_pulls: set[str] = set()
         #: Tests restrict who may be contacted to build topologies and partitions.
         self.allowed_peers: set[str] | None = None
         #: node.metrics.Metrics when served by an app (None in the CLI's one-shot sync).
@@ -364,8 +365,8 @@ class Federation:
                 url, data=body, headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as response:
-                data = await response.content.read(MAX_GOSSIP_BYTES + 1)
-                if len(data) > MAX_GOSSIP_BYTES:
+                data = await read_limited(response.content, MAX_GOSSIP_BYTES)
+                if data is None:
                     raise PeerError(f"{url}: answer larger than {MAX_GOSSIP_BYTES} bytes")
                 self._check_clock(url, response.headers.get("Date"))
                 if response.status == 409:
@@ -388,9 +389,10 @@ class Federation:
         members = {m.log_id: m for m in await self._db(self.members)}
         held, held_evidence = await self._db(lambda s: self._heads(s, members.values()))
         fetcher = self.fetcher(peer.url)
-        for log_id in evidence if isinstance(evidence, list) else []:
-            if isinstance(log_id, str) and log_id in members and log_id not in held_evidence:
-                await self.fetch_evidence(fetcher, members[log_id])
+        # A set: a hostile answer repeating one log id must not make us fetch it again and again.
+        wanted = {e for e in evidence if isinstance(e, str)} if isinstance(evidence, list) else set()
+        for log_id in sorted(wanted & members.keys() - set(held_evidence)):
+            await self.fetch_evidence(fetcher, members[log_id])
         for log_id, note in list(heads.items())[: len(members) + 1]:
             member = members.get(log_id)
             if member is None or not isinstance(note, str) or len(note) > MAX_NOTE_SIZE:
@@ -554,8 +556,15 @@ class Federation:
                 if outcome.state == "equivocation":
                     return 409, {"detail": "conflicts with a checkpoint held here; evidence recorded"}
                 return 200, {"detail": "older than what is held"}
-        if isinstance(source, str) and source.startswith(("http://", "https://")):
-            self._spawn(self._pull_and_pass_on(source.rstrip("/"), member))
+        # Pull only from a known peer (an announcement must not make this node fetch from
+        # any address it names), and one pull per log at a time however often it is announced.
+        url = source.rstrip("/") if isinstance(source, str) else ""
+        known = await self._db(self.peer_urls)
+        if url not in known:
+            return 202, {"detail": "noted; will fetch from known peers by gossip"}
+        if member.log_id not in self._announced_pulls:
+            self._announced_pulls.add(member.log_id)
+            self._spawn(self._pull_and_pass_on(url, member))
         return 202, {"detail": "will fetch"}
 
     async def _pull_and_pass_on(self, url: str, member: Member) -> None:
@@ -564,6 +573,7 @@ class Federation:
             await self._pull_from_announcer(url, member)
         finally:
             self.in_flight -= 1
+            self._announced_pulls.discard(member.log_id)
 
     async def _pull_from_announcer(self, url: str, member: Member) -> None:
         peer = self.peers.setdefault(url, PeerState(url=url))
@@ -682,6 +692,20 @@ class Federation:
             "gossip_stats": dict(self.stats),
             "clock_skew_s": self.clock_skew_s,
         }
+
+
+async def read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole body, or None if it is longer than ``limit``.
+
+    (``StreamReader.read(n)`` returns only what is buffered so far, so a large
+    answer read that way arrives cut short.)"""
+    chunks, total = [], 0
+    async for chunk in stream.iter_chunked(65536):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def encode_json(payload: dict) -> bytes:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from node.context import FEDERATION, read_db
 from node.errors import BadRequest, Conflict, NotFound
+from node.federation import read_limited
 
 MAX_POST_BYTES = 64 * 1024
 
@@ -28,8 +29,8 @@ def _federation(request: web.Request):
 
 
 async def _json_body(request: web.Request) -> dict:
-    data = await request.content.read(MAX_POST_BYTES + 1)
-    if len(data) > MAX_POST_BYTES:
+    data = await read_limited(request.content, MAX_POST_BYTES)
+    if data is None:
         raise BadRequest(f"request body larger than {MAX_POST_BYTES} bytes")
     try:
         body = json.loads(data)

@@ -46,7 +46,6 @@ from protocol.tiles import (
     TILE_HEIGHT,
     TILE_WIDTH,
     Tile,
-    bundle_tiles,
     decode_bundle,
     edge_tiles,
     full_tile_hash,
@@ -63,6 +62,8 @@ T = TypeVar("T")
 #: Largest bundle a peer may send: 256 items of at most 65,535 bytes, framed.
 MAX_BUNDLE_BYTES = TILE_WIDTH * (2 + MAX_BODY_SIZE)
 REQUEST_TIMEOUT_S = 20.0
+#: Bundles fetched by one sync call (1M entries); a longer log continues next round.
+MAX_BUNDLES_PER_SYNC = 4096
 
 
 class PeerError(NodeError):
@@ -346,6 +347,8 @@ class Syncer:
                 def advance(store: Store) -> None:
                     with store.write():
                         now = store.log(member.log_id)
+                        if now.checkpoint != local.checkpoint:
+                            return  # another writer (e.g. 'solidarity sync') moved it meanwhile
                         pending = now.pending if now.size < cp.size else None
                         store.set_head(now.lid, size=now.size, root=now.root, checkpoint=signed.note,
                                        updated_ms=time.time_ns() // 1_000_000, pending=pending)
@@ -355,7 +358,7 @@ class Syncer:
         if held_cp is None or cp.size > held_cp.size:
             # Our extra entries came from an unfinished sync towards another checkpoint:
             # drop them (no checkpoint we hold covers them) and let the next round refetch.
-            await self._abandon(member, held_cp)
+            await self._abandon(member, local, held_cp)
             return SyncOutcome(log_id=member.log_id, state="behind-peer", size=held_cp.size if held_cp else 0)
         held_signed = open_checkpoint(local.checkpoint, member.verifier)
         old_subtree = our_root if _is_power_of_two(cp.size) else None
@@ -364,12 +367,15 @@ class Syncer:
             return await self._record(member, local, encode_evidence(result.evidence))
         raise BadRelay(f"{member.origin}: checkpoint disagrees with held entries but proves nothing")
 
-    async def _abandon(self, member: Member, held_cp) -> None:
+    async def _abandon(self, member: Member, local: LogState, held_cp) -> None:
         size = held_cp.size if held_cp else 0
 
         def drop(store: Store) -> None:
             with store.write():
                 state = store.log(member.log_id)
+                if state.checkpoint != local.checkpoint or state.size != local.size:
+                    # Decided on what was held before the lock; another process changed it.
+                    raise PeerError(f"{member.origin}: log changed under this sync; retrying later")
                 root = tree_root(size, store.reader(state.lid)) if size else EMPTY_ROOT
                 store.truncate(state.lid, size, root, time.time_ns() // 1_000_000)
 
@@ -385,7 +391,7 @@ class Syncer:
                 peer_root = await tree.compute(lambda r: tree_root(held_cp.size, r))
                 if peer_root != held_cp.root:
                     return await self._evidence_from_peer(member, local, held_cp, signed, tree)
-            await self._abandon(member, held_cp)
+            await self._abandon(member, local, held_cp)
             return None
         return await self._evidence_from_peer(member, local, held_cp, signed, tree)
 
@@ -409,14 +415,21 @@ class Syncer:
         fetched = 0
         prefix = f"/v1/logs/{member.log_id}/"
         start_wire = fetcher.wire_bytes
-        for bundle in bundle_tiles(cp.size, old_size=local.size):
+        # Bundles one at a time from a range, never a list: a city-signed size of 2**40 must
+        # not make this node build billions of objects before the first request. Each call
+        # fetches at most MAX_BUNDLES_PER_SYNC bundles; the next round resumes from `pending`.
+        first, last = local.size // TILE_WIDTH, (cp.size - 1) // TILE_WIDTH
+        for index in range(first, min(last, first + MAX_BUNDLES_PER_SYNC - 1) + 1):
+            bundle = tile_for_size(0, index, cp.size, entries=True)
             expected = await tree.ensure(0, bundle.index)
             path = tile_path(bundle)
             entries_data = await fetcher.get(prefix + path, limit=MAX_BUNDLE_BYTES)
             bodies_data = await fetcher.get(prefix + "bodies/" + path.removeprefix("tile/entries/"),
                                             limit=MAX_BUNDLE_BYTES)
-            if entries_data is None:
-                raise BadRelay(f"{member.origin}: bundle {path} missing although its checkpoint covers it")
+            if entries_data is None or bodies_data is None:
+                # A relay without the bodies is not one to sync from: storing the entries with
+                # no bodies would lose them for good (an erased body is an empty item, not a 404).
+                raise BadRelay(f"{member.origin}: bundle {path} or its bodies missing although its checkpoint covers it")
             records = self._verify_bundle(member, bundle, expected, entries_data, bodies_data)
             first = bundle.index * TILE_WIDTH
             skip = max(0, compact.size - first)
@@ -448,7 +461,7 @@ class Syncer:
                 tree.forget(0, bundle.index)
         log.info("synced", extra={"log_id": member.log_id, "size": cp.size, "fetched": fetched,
                                   "peer": fetcher.base_url})
-        return SyncOutcome(log_id=member.log_id, state="grew", size=cp.size, fetched=fetched,
+        return SyncOutcome(log_id=member.log_id, state="grew", size=compact.size, fetched=fetched,
                            wire_bytes=fetcher.wire_bytes - start_wire)
 
     @staticmethod
@@ -457,7 +470,7 @@ class Syncer:
     ) -> list[tuple[bytes, bytes, bytes | None]]:
         try:
             entries = decode_bundle(entries_data, count=bundle.width)
-            bodies = decode_bundle(bodies_data, count=bundle.width) if bodies_data is not None else [b""] * bundle.width
+            bodies = decode_bundle(bodies_data, count=bundle.width)
         except ProtocolError as exc:
             raise BadRelay(f"{member.origin}: bundle {bundle.index}: {exc}") from exc
         records = []

@@ -290,3 +290,25 @@ async def test_head_watcher_during_close_no_longer_hits_a_shut_down_executor(tmp
             await closing
             federation.log_grew(own, 3)
             assert not federation._pulls  # noqa: SLF001
+
+
+async def test_bug_announce_made_the_node_fetch_from_any_address_it_named(tmp_path):
+    net = Network(tmp_path, 2)
+    try:
+        await net.start_all()
+        await net.converge(timeout=60)
+        a, b = net.nodes
+        b.author([Event(type="pledge", body=PLEDGE)])
+        async with aiohttp.ClientSession() as session:
+            origin = b.federation.store.own_log().log_id
+            async with session.get(f"{b.url}/v1/logs/{origin}/checkpoint") as response:
+                note = (await response.read()).decode()
+            unknown = "http://127.0.0.1:9"  # not a peer of this network
+            async with session.post(f"{a.url}/v1/announce", json={"checkpoint": note, "from": unknown}) as response:
+                assert response.status in (200, 202)
+                body = await response.json()
+        assert unknown not in a.federation.peers
+        if response.status == 202:
+            assert "known peers" in body["detail"]
+    finally:
+        await net.stop_all()

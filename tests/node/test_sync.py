@@ -103,3 +103,57 @@ async def test_forged_bundle_is_refused_and_nothing_stored(make_node, aiohttp_se
     assert berlin.store.log(member_of(athens).log_id).size == 0
     outcome = await syncer.sync_log(Fetcher(session, str(honest.make_url(""))), member_of(athens))
     assert outcome.size == 301
+
+
+async def test_bug_huge_signed_size_exhausted_memory_before_any_fetch(tmp_path):
+    """A city may sign any size; 2**40 once made sync build a list of 4 billion tiles."""
+    import random
+
+    from node.store import Store
+    from node.sync import BadRelay
+    from protocol.checkpoint import Checkpoint, sign_checkpoint
+    from protocol.keys import signer_from_seed
+    from protocol.tiles import edge_tiles, root_from_edge_tiles, tile_path
+
+    origin = "huge.example/log"
+    signer = signer_from_seed(origin, b"\x07" * 32)
+    size = 2**40 + 3
+    rng = random.Random(42)
+    edges = {t: rng.randbytes(32 * t.width) for t in edge_tiles(size)}
+    note = sign_checkpoint(Checkpoint(origin=origin, size=size, root=root_from_edge_tiles(size, edges)), signer)
+    files = {f"/v1/logs/{log_id(origin)}/checkpoint": note}
+    files.update({f"/v1/logs/{log_id(origin)}/{tile_path(t)}": d for t, d in edges.items()})
+    asked = []
+
+    class Peer:
+        base_url, wire_bytes = "http://127.0.0.1:1", 0
+
+        async def get(self, path, *, limit):
+            asked.append(path)
+            return files.get(path)
+
+    store = Store.create(tmp_path / "db.sqlite")
+    member = Member(log_id=log_id(origin), origin=origin, verifier=signer.verifier)
+    with pytest.raises(BadRelay):  # the first full tile it needs does not exist: refused, quickly
+        await Syncer(store).sync_log(Peer(), member)
+    assert len(asked) < 20
+    assert store.log(member.log_id).size == 0
+
+
+async def test_bug_large_gossip_answer_was_read_cut_short(aiohttp_server):
+    """StreamReader.read(n) returns what is buffered; a 500 KB answer arrived truncated."""
+    from node.federation import read_limited
+
+    payload = b'{"x": "' + b"y" * 500_000 + b'"}'
+
+    async def big(request):
+        return web.Response(body=payload, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/", big)
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(str(server.make_url("/"))) as response:
+            assert await read_limited(response.content, 4 * 1024 * 1024) == payload
+        async with session.get(str(server.make_url("/"))) as response:
+            assert await read_limited(response.content, 1000) is None
