@@ -93,6 +93,8 @@ from protocol.merkle import EMPTY_ROOT, CompactTree  # noqa: E402
 from protocol.tiles import TILE_WIDTH, Tile, tile_path  # noqa: E402
 
 NETWORK = "bench-net"
+#: Entries per transaction when building other cities' logs for a bench.
+BUILD_CHUNK = 16_384
 #: Server processes log only problems: their stderr goes to a file we read on failure.
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SOLIDARITY_LOGGING_LEVEL": "warning"}
 START_TIMEOUT_S = 60.0
@@ -504,8 +506,10 @@ def bench_serving(work: Path, data: Path, sizes: Sizes, rng: random.Random) -> d
 # -- 4. memory with a large store ---------------------------------------------
 
 
-def _body_pool(rng: random.Random, count: int, registry) -> list[tuple[str, int, bytes, bytes]]:
-    """(type, schema, salted body, body hash) for ``count`` realistic events, reused across logs."""
+def body_pool(rng: random.Random, count: int, registry=None) -> list[tuple[str, int, bytes, bytes]]:
+    """(type, schema, salted body, body hash) of ``count`` realistic, schema-valid events,
+    reused across logs (shared by bench/node.py, bench/sync.py)."""
+    registry = registry or load_registry()
     pool = []
     for _ in range(count):
         event = realistic_event(rng)
@@ -516,30 +520,34 @@ def _body_pool(rng: random.Random, count: int, registry) -> list[tuple[str, int,
     return pool
 
 
-def _write_log(store: Store, origin: str, per_log: int, pool: Sequence[tuple[str, int, bytes, bytes]],
-               offset: int) -> None:
-    """One other city's log, as sync would store it: entries, tile hashes, its signed checkpoint."""
+def write_log(store: Store, origin: str, size: int, pool: Sequence[tuple[str, int, bytes, bytes]],
+              offset: int) -> None:
+    """Another city's log as sync stores it, in transactions of BUILD_CHUNK entries.
+
+    Consecutive entries take consecutive pool bodies (distinct within any bundle,
+    so compression sees no repeats a real log would not have)."""
     signer = signer_from_seed(origin, seed_for(origin))
     tree = CompactTree()
-    records = []
-    nodes: list[tuple[int, int, bytes]] = []
     time_ms = 1_767_225_600_000  # 2026-01-01
-    for seq in range(per_log):
-        type_, schema, salted, digest = pool[(seq + offset) % len(pool)]
-        entry = Entry(network=NETWORK, origin=origin, seq=seq, time_ms=time_ms + seq * 60_000, type=type_,
-                      schema=schema, body_hash=digest, body_size=len(salted))
-        entry_bytes = encode_entry(entry)
-        leaf = entry_id(entry_bytes)
-        nodes.extend(tree.append(leaf))
-        records.append((leaf, entry_bytes, salted))
-    root = tree.root()
-    # C2SP tlog-checkpoint, signed by the city's own key (name = origin).
-    note = sign_checkpoint(Checkpoint(origin=origin, size=per_log, root=root), signer)
     with store.write():
         lid = store.add_log(log_id=log_id(origin), origin=origin, verifier=str(signer.verifier),
                             own=False, root=EMPTY_ROOT)
-        store.insert_entries(lid, 0, records, nodes)
-        store.set_head(lid, size=per_log, root=root, checkpoint=note, updated_ms=time_ms)
+    for first in range(0, size, BUILD_CHUNK):
+        records, nodes = [], []
+        for seq in range(first, min(size, first + BUILD_CHUNK)):
+            type_, schema, salted, digest = pool[(seq + offset) % len(pool)]
+            entry = Entry(network=NETWORK, origin=origin, seq=seq, time_ms=time_ms + seq * 60_000, type=type_,
+                          schema=schema, body_hash=digest, body_size=len(salted))
+            data = encode_entry(entry)
+            leaf = entry_id(data)
+            nodes.extend(tree.append(leaf))
+            records.append((leaf, data, salted))
+        done = tree.size == size
+        note = sign_checkpoint(Checkpoint(origin=origin, size=size, root=tree.root()), signer) if done else None
+        with store.write():
+            store.insert_entries(lid, first, records, nodes)
+            # C2SP tlog-checkpoint signed by the city's own key (name = origin), once complete.
+            store.set_head(lid, size=tree.size, root=tree.root(), checkpoint=note, updated_ms=time_ms)
 
 
 def build_store(data: Path, logs: int, per_log: int, rng: random.Random) -> float:
@@ -548,7 +556,7 @@ def build_store(data: Path, logs: int, per_log: int, rng: random.Random) -> floa
     node = make_node(data, "City 000")
     try:
         registry = load_registry()
-        pool = _body_pool(rng, min(per_log, 2_000), registry)
+        pool = body_pool(rng, min(per_log, 2_000), registry)
         author = node.author()
         remaining = per_log - 1
         while remaining:
@@ -556,7 +564,7 @@ def build_store(data: Path, logs: int, per_log: int, rng: random.Random) -> floa
             author.append([realistic_event(rng) for _ in range(n)])
             remaining -= n
         for j in range(1, logs):
-            _write_log(node.store, f"city-{j:03d}.bench.example/solidarity", per_log, pool, offset=j * 7)
+            write_log(node.store, f"city-{j:03d}.bench.example/solidarity", per_log, pool, offset=j * 7)
     finally:
         node.close()
     return time.perf_counter() - start

@@ -102,14 +102,13 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import aiohttp  # noqa: E402
 import msgpack  # noqa: E402
 
-from bench.node import ENV, NETWORK, Server, realistic_event, seed_for  # noqa: E402
+from bench.node import ENV, NETWORK, Server, body_pool, seed_for, write_log  # noqa: E402
 from node.local import init_node, load_registry  # noqa: E402
 from node.store import Store  # noqa: E402
 from node.sync import Fetcher, Member, Syncer  # noqa: E402
-from protocol.checkpoint import Checkpoint, sign_checkpoint  # noqa: E402
-from protocol.entry import Entry, body_hash, encode_body, encode_entry, entry_id, log_id  # noqa: E402
+from protocol.entry import body_hash, entry_id, log_id  # noqa: E402
 from protocol.entry import check_body, decode_entry  # noqa: E402
-from protocol.keys import parse_verifier_key, signer_from_seed  # noqa: E402
+from protocol.keys import parse_verifier_key  # noqa: E402
 from protocol.merkle import EMPTY_ROOT, CompactTree  # noqa: E402
 from protocol.errors import ProtocolError  # noqa: E402
 from protocol.tiles import (  # noqa: E402
@@ -127,7 +126,6 @@ WIRE_TARGET = 1.15
 RSS_FLAT_RATIO = 1.3
 WORKER_TIMEOUT_S = 1800.0
 #: Entries per Store transaction while building the source (bounded memory).
-BUILD_CHUNK = 16_384
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,49 +143,6 @@ QUICK = Sizes(big=20_000, many_logs=20, many_size=1_000, small=5_000, body_pool=
 
 
 # -- the source store -----------------------------------------------------------
-
-
-def body_pool(rng: random.Random, count: int) -> list[tuple[str, int, bytes, bytes]]:
-    """(type, schema, salted body, body hash) of ``count`` realistic, schema-valid events."""
-    registry = load_registry()
-    pool = []
-    for _ in range(count):
-        event = realistic_event(rng)
-        version = registry.latest(event.type)
-        registry.validate(event.type, version, event.body)
-        salted = encode_body(event.body, rng.randbytes(16))
-        pool.append((event.type, version, salted, body_hash(salted)))
-    return pool
-
-
-def write_log(store: Store, origin: str, size: int, pool: Sequence[tuple[str, int, bytes, bytes]],
-              offset: int) -> None:
-    """Another city's log as sync stores it, in transactions of BUILD_CHUNK entries.
-
-    Consecutive entries take consecutive pool bodies (distinct within any bundle,
-    so compression sees no repeats a real log would not have)."""
-    signer = signer_from_seed(origin, seed_for(origin))
-    tree = CompactTree()
-    time_ms = 1_767_225_600_000  # 2026-01-01
-    with store.write():
-        lid = store.add_log(log_id=log_id(origin), origin=origin, verifier=str(signer.verifier),
-                            own=False, root=EMPTY_ROOT)
-    for first in range(0, size, BUILD_CHUNK):
-        records, nodes = [], []
-        for seq in range(first, min(size, first + BUILD_CHUNK)):
-            type_, schema, salted, digest = pool[(seq + offset) % len(pool)]
-            entry = Entry(network=NETWORK, origin=origin, seq=seq, time_ms=time_ms + seq * 60_000, type=type_,
-                          schema=schema, body_hash=digest, body_size=len(salted))
-            data = encode_entry(entry)
-            leaf = entry_id(data)
-            nodes.extend(tree.append(leaf))
-            records.append((leaf, data, salted))
-        done = tree.size == size
-        note = sign_checkpoint(Checkpoint(origin=origin, size=size, root=tree.root()), signer) if done else None
-        with store.write():
-            store.insert_entries(lid, first, records, nodes)
-            # C2SP tlog-checkpoint signed by the city's own key (name = origin), once complete.
-            store.set_head(lid, size=tree.size, root=tree.root(), checkpoint=note, updated_ms=time_ms)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
