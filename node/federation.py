@@ -57,6 +57,8 @@ FANOUT = 2
 MAX_BACKOFF_S = 60.0
 MAX_EVIDENCE_BYTES = 64 * 1024
 MAX_GOSSIP_BYTES = 4 * 1024 * 1024
+#: Exchanges with peers under way at once (each may include pulls).
+MAX_EXCHANGES = 8
 #: Peers told about each new checkpoint (push); the rest learn it from them or by gossip.
 ANNOUNCE_FANOUT = 6
 #: Clocks further apart than this (seconds) are logged as a warning.
@@ -319,11 +321,16 @@ class Federation:
         return ready[: self.fanout]
 
     async def gossip_round(self) -> None:
+        """Start exchanges with a few random peers, without waiting for them to finish.
+
+        An exchange may include a long pull (a newcomer fetching a large log): the next
+        rounds, with other peers, must not wait for it. A peer already being exchanged
+        with is skipped, and at most MAX_EXCHANGES run at once."""
         self.rounds += 1
         if self.metrics is not None:
             self.metrics.gossip_rounds.inc()
-        peers = await self._db(self._pick_peers)
-        await asyncio.gather(*(self.exchange(p) for p in peers))
+        for peer in await self._db(self._pick_peers):
+            self._start_exchange(peer)
 
     async def exchange(self, peer: PeerState) -> None:
         """Push-pull with one peer: digests first, heads only where they differ, then pull."""
@@ -597,17 +604,20 @@ class Federation:
 
     def schedule_exchange(self, url: str) -> None:
         """Exchange with a peer soon (it showed us a different digest); ignored if unknown."""
-        url = url.rstrip("/")
-        peer = self.peers.get(url)
-        if peer is None or peer.next_try > self.clock() or url in self._exchanging:
+        peer = self.peers.get(url.rstrip("/"))
+        if peer is not None and peer.next_try <= self.clock():
+            self._start_exchange(peer)
+
+    def _start_exchange(self, peer: PeerState) -> None:
+        if peer.url in self._exchanging or len(self._exchanging) >= MAX_EXCHANGES:
             return
-        self._exchanging.add(url)
+        self._exchanging.add(peer.url)
 
         async def run() -> None:
             try:
                 await self.exchange(peer)
             finally:
-                self._exchanging.discard(url)
+                self._exchanging.discard(peer.url)
 
         self._spawn(run())
 
