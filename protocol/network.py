@@ -67,8 +67,8 @@ from typing import Any
 
 from protocol.encoding import encode
 from protocol.errors import KeyFormatError, NetworkFileError, NoteError, SignatureError, preview
-from protocol.keys import KEY_ID_SIZE, Signer, VerifierKey, decode_base64, key_name_problem, parse_verifier_key
-from protocol.note import NoteSignature
+from protocol.keys import Signer, VerifierKey, parse_verifier_key
+from protocol.note import NoteSignature, parse_signature_line
 
 __all__ = [
     "MAX_CITY_NAME",
@@ -116,7 +116,6 @@ _URL = re.compile(
     r"https?://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?"
     r"([/?#][A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]*)?"
 )
-_SIGNATURE_PREFIX = "\u2014 "  # C2SP signed-note: em dash, space
 
 _NETWORK_KEYS = ("name", "min_vouches", "share_percent")
 _FOUNDER_KEYS = ("name", "key", "url")
@@ -485,27 +484,11 @@ def _parse_founder(where: str, value: object) -> Founder:
 
 
 def _parse_signature_line(where: str, value: object) -> NoteSignature:
-    """One C2SP signed-note signature line, accepted only in the form NoteSignature.line writes."""
-    line = _check_str(where, value)
-    if not line.startswith(_SIGNATURE_PREFIX):
-        raise NetworkFileError(f"{where}: expected an em dash and a space, got {preview(line)}")
-    name, space, encoded = line[len(_SIGNATURE_PREFIX) :].partition(" ")
-    if not space:
-        raise NetworkFileError(f"{where}: expected '\u2014 <key name> <base64>', got {preview(line)}")
-    problem = key_name_problem(name)
-    if problem is not None:
-        raise NetworkFileError(f"{where}: key name {problem}")
-    raw = decode_base64(encoded)
-    if raw is None:
-        raise NetworkFileError(f"{where}: signature must be canonical standard base64, got {preview(encoded)}")
-    if len(raw) <= KEY_ID_SIZE:
-        raise NetworkFileError(
-            f"{where}: signature has {len(raw)} bytes, expected a {KEY_ID_SIZE}-byte key id and a signature"
-        )
+    """One C2SP signed-note signature line, parsed by the note module's own parser."""
     try:
-        return NoteSignature(name=name, key_id=raw[:KEY_ID_SIZE], signature=raw[KEY_ID_SIZE:])
-    except NoteError as exc:  # pragma: no cover - every rule was checked above
-        raise NetworkFileError(f"{where}: {exc}") from exc
+        return parse_signature_line(_check_str(where, value), where)
+    except NoteError as exc:
+        raise NetworkFileError(str(exc)) from exc
 
 
 def _load_toml(text: object) -> dict[str, Any]:

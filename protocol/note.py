@@ -131,13 +131,19 @@ def format_note(note: Note) -> bytes:
     return (note.text + "\n" + lines).encode("utf-8")
 
 
-def _parse_signature_line(line: str, number: int) -> NoteSignature:
-    where = f"note signature line {number}"
+def parse_signature_line(line: str, where: str) -> NoteSignature:
+    """One signature line, accepted only in the form :meth:`NoteSignature.line` writes.
+
+    ``where`` names the line in error messages (notes and network files both carry them).
+    """
     if not line.startswith(_PREFIX):
         raise NoteError(f"{where}: expected an em dash and a space, got {preview(line)}")
     name, space, encoded = line[len(_PREFIX) :].partition(" ")
     if not space:
-        raise NoteError(f"{where}: expected '<name> <base64 signature>', got {preview(line)}")
+        raise NoteError(
+            f"{where}: expected '\u2014 <key name> <base64>' (a '<name> <base64 signature>' pair after "
+            f"the dash), got {preview(line)}"
+        )
     problem = key_name_problem(name)
     if problem is not None:
         raise NoteError(f"{where}: key name {problem}")
@@ -180,7 +186,7 @@ def parse_note(data: bytes, *, max_size: int = MAX_NOTE_SIZE) -> Note:
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise NoteError(f"note: {len(lines)} signatures, at most {MAX_SIGNATURES} allowed")
-    signatures = tuple(_parse_signature_line(line, i + 1) for i, line in enumerate(lines))
+    signatures = tuple(parse_signature_line(line, f"note signature line {i + 1}") for i, line in enumerate(lines))
     return Note(text=text, signatures=signatures)
 
 
