@@ -84,7 +84,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 import aiohttp  # noqa: E402
 
-from bench.node import realistic_event  # noqa: E402
+from bench.node import cpu_s, realistic_event  # noqa: E402
 from node.config import load_config  # noqa: E402
 from node.federation import ANNOUNCE_FANOUT  # noqa: E402
 from node.local import init_node, open_node  # noqa: E402
@@ -120,16 +120,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds of every thread of a process (schedstat: nanoseconds)."""
-    total = 0
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
 
 
 def rss_mb(pid: int) -> float:

@@ -211,14 +211,39 @@ def make_node(data: Path, name: str = "Bench City"):
     return node
 
 
-def _read_status(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak) of a process, in MiB."""
+def read_status(pid: int | str = "self") -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of a process, in MiB (shared by the benches)."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0]) / 1024
     return out
+
+
+def cpu_s(pid: int | str = "self") -> float:
+    """CPU seconds every thread of a process has run, in nanoseconds' resolution.
+
+    /proc/<pid>/stat counts in 10 ms ticks, too coarse for a few hundred
+    requests; schedstat's first field is the time on CPU in nanoseconds.
+    """
+    total = 0
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # the process may be gone
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """Stop a server as Ctrl-C would, killing it if it has not stopped in 15 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
 
 
 class Server:
@@ -269,29 +294,14 @@ class Server:
         return self.proc.pid
 
     def memory(self) -> dict[str, float]:
-        return _read_status(self.pid)
+        return read_status(self.pid)
 
     def cpu_s(self) -> float:
-        """CPU seconds the server's threads have run, in nanoseconds' resolution.
-
-        /proc/<pid>/stat counts in 10 ms ticks, too coarse for a few hundred
-        requests; schedstat's first field is the time on CPU in nanoseconds.
-        """
-        total = 0
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                total += int((task / "schedstat").read_text().split()[0])
-        return total / 1e9
+        return cpu_s(self.pid)
 
     def __exit__(self, *exc: object) -> None:
         proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+        stop_process(proc)
         if proc is not None and proc.stdout is not None:
             proc.stdout.close()
         self._stderr.close()

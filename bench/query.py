@@ -85,7 +85,6 @@ import random
 import re
 import selectors
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -103,7 +102,8 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 import aiohttp  # noqa: E402
 
-from bench.node import _CATEGORIES, _KINDS, _UNITS, NETWORK, _dates, _description, make_node, seed_for  # noqa: E402
+from bench.node import _CATEGORIES, _KINDS, _UNITS, NETWORK, _dates, _description, cpu_s, make_node, seed_for  # noqa: E402
+from bench.node import stop_process  # noqa: E402
 from node import queries  # noqa: E402
 from node.config import load_config  # noqa: E402
 from node.local import load_registry  # noqa: E402
@@ -497,22 +497,11 @@ class Server:
         return round(time.perf_counter() - start, 1)
 
     def cpu_s(self) -> float:
-        """CPU seconds of every thread of the process (schedstat: nanoseconds)."""
-        total = 0
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                total += int((task / "schedstat").read_text().split()[0])
-        return total / 1e9
+        return cpu_s(self.pid)
 
     def __exit__(self, *exc: object) -> None:
         proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+        stop_process(proc)
         drain = getattr(self, "_drain", None)
         if drain is not None:
             drain.join()

@@ -102,7 +102,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import aiohttp  # noqa: E402
 import msgpack  # noqa: E402
 
-from bench.node import ENV, NETWORK, Server, body_pool, seed_for, write_log  # noqa: E402
+from bench.node import ENV, NETWORK, Server, body_pool, cpu_s, read_status, seed_for, write_log  # noqa: E402
 from node.local import init_node, load_registry  # noqa: E402
 from node.store import Store  # noqa: E402
 from node.sync import Fetcher, Member, Syncer  # noqa: E402
@@ -221,25 +221,6 @@ def members_of(db: Path, origins: Sequence[str]) -> list[tuple[str, str]]:
 
 
 # -- the syncing process -----------------------------------------------------------
-
-
-def read_status(pid: int | str = "self") -> dict[str, float]:
-    """VmRSS and VmHWM (peak) in MiB, from /proc."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
-
-
-def cpu_s(pid: int | str = "self") -> float:
-    """CPU seconds of every thread of a process (schedstat: nanoseconds, not 10 ms ticks)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
 
 
 def _kind(path: str) -> str:
