@@ -63,6 +63,7 @@ import msgpack  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: E402
 
 import schemas  # noqa: E402
+from node.store import Store  # noqa: E402
 from protocol.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint  # noqa: E402
 from protocol.entry import check_body, decode_entry, entry_id, make_entry  # noqa: E402
 from protocol.errors import EntryError  # noqa: E402
@@ -271,24 +272,16 @@ def verify_pynacl(public_key: bytes, messages: list[tuple[bytes, bytes]]) -> Non
         key.verify(message, signature)
 
 
-_ENTRIES_TABLE = """
-CREATE TABLE entries (
-    lid INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    leaf BLOB NOT NULL,
-    entry BLOB NOT NULL,
-    body BLOB,
-    PRIMARY KEY (lid, seq)
-) WITHOUT ROWID
-"""
 
 
 def _fresh_db(folder: str, name: str) -> sqlite3.Connection:
     """A new database set up as the node's store sets up its own (WAL, synchronous=FULL)."""
-    conn = sqlite3.connect(os.path.join(folder, name), isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute(_ENTRIES_TABLE)
+    # The node's own database, made by the node's own code: the ceiling inserts into the
+    # same table, with the same journal mode and durability, as sync does.
+    path = os.path.join(folder, name)
+    Store.create(path).close()  # WAL, which the file keeps
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")  # per connection, as node.store sets it
     return conn
 
 
