@@ -106,8 +106,8 @@ from bench.node import ENV, NETWORK, Server, body_pool, cpu_s, read_status, seed
 from node.local import init_node, load_registry  # noqa: E402
 from node.store import Store  # noqa: E402
 from node.sync import Fetcher, Member, Syncer  # noqa: E402
-from protocol.entry import body_hash, entry_id, log_id  # noqa: E402
-from protocol.entry import check_body, decode_entry  # noqa: E402
+from protocol.entry import entry_id, log_id  # noqa: E402
+from protocol.entry import check_body, check_body_hash, decode_entry  # noqa: E402
 from protocol.keys import parse_verifier_key  # noqa: E402
 from protocol.merkle import EMPTY_ROOT, CompactTree  # noqa: E402
 from protocol.errors import ProtocolError  # noqa: E402
@@ -343,8 +343,11 @@ class FastSyncer(TimedSyncer):
                 if body and decoded is not None:
                     if self.decode_bodies:
                         check_body(decoded, body)
-                    elif len(body) != decoded.body_size or body_hash(body) != decoded.body_hash:
-                        raise BadRelay(f"{member.origin}: a body of bundle {bundle.index} is not its entry's")
+                    else:
+                        try:
+                            check_body_hash(decoded, body)
+                        except ProtocolError as exc:
+                            raise BadRelay(f"{member.origin}: a body of bundle {bundle.index}: {exc}") from exc
                 records.append((leaf, entry, body or None))
             return records
         finally:

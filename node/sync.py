@@ -36,8 +36,8 @@ import aiohttp
 from node.errors import NodeError
 from node.store import LogState, Store
 from protocol.checkpoint import SignedCheckpoint, open_checkpoint
-from protocol.entry import MAX_BODY_SIZE, body_hash, decode_entry, entry_id
-from protocol.errors import EntryError, ProtocolError
+from protocol.entry import MAX_BODY_SIZE, check_body_hash, decode_entry, entry_id
+from protocol.errors import ProtocolError
 from protocol.evidence import Inconsistent, compare_checkpoints, encode_evidence
 from protocol.keys import VerifierKey
 from protocol.merkle import EMPTY_ROOT, CompactTree, node_hash, prove_consistency, tree_root
@@ -502,11 +502,7 @@ class Syncer:
                 # Size and SHA-256 prove the body is the entry's; decoding it is left to the
                 # network view, which decodes and validates it anyway (saves ~3 us per entry).
                 try:
-                    if len(body) != decoded.body_size or body_hash(body) != decoded.body_hash:
-                        raise EntryError(
-                            f"expected {decoded.body_size} bytes hashing to {decoded.body_hash.hex()[:16]}..., "
-                            f"got {len(body)} bytes that do not"
-                        )
+                    check_body_hash(decoded, body)
                 except ProtocolError as exc:
                     # The entry is authentic (it is in the signed tree) but this body is not its body.
                     raise BadRelay(

@@ -236,6 +236,15 @@ def body_hash(salted: bytes) -> bytes:
 
 def check_body(entry: Entry, salted: bytes) -> dict[str, Any]:
     """The body of ``salted`` if it is the one ``entry`` commits to, else EntryError."""
+    check_body_hash(entry, salted)
+    return decode_body(salted)[1]
+
+
+def check_body_hash(entry: Entry, salted: bytes) -> None:
+    """EntryError unless ``salted`` is the body ``entry`` commits to (its size and SHA-256).
+
+    Enough to store or relay a body; decoding it (``check_body``) is for whoever reads it.
+    """
     if not isinstance(salted, bytes):
         raise EntryError(f"body: expected bytes, got {type(salted).__name__}")
     if len(salted) != entry.body_size:
@@ -245,7 +254,6 @@ def check_body(entry: Entry, salted: bytes) -> dict[str, Any]:
         raise EntryError(
             f"body: expected sha-256 {entry.body_hash.hex()} as the entry says, got {got.hex()}"
         )
-    return decode_body(salted)[1]
 
 
 def entry_id(entry_bytes: bytes) -> bytes:

@@ -460,3 +460,15 @@ def test_make_entry_round_trip(template: Entry, body: dict[str, Any], salt: byte
     assert check_body(entry, salted) == body
     assert decode_body(salted) == (salt, body)
     assert entry_id(entry_bytes) == hashlib.sha256(b"\x00" + entry_bytes).digest()
+
+
+def test_check_body_hash_checks_size_and_hash_without_decoding():
+    from protocol.entry import check_body_hash
+
+    entry, _, salted = make_entry(network="net", origin="city.example/log", seq=0, time_ms=0, type="pledge",
+                                  schema=1, body={"a": 1}, salt=b"\x01" * 16)
+    check_body_hash(entry, salted)
+    with pytest.raises(EntryError, match="bytes as the entry says"):
+        check_body_hash(entry, salted + b"\x00")
+    with pytest.raises(EntryError, match="sha-256"):
+        check_body_hash(entry, salted[:-1] + bytes([salted[-1] ^ 1]))
