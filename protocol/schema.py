@@ -27,6 +27,7 @@ from __future__ import annotations
 import builtins
 import copy
 import datetime
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,7 +35,10 @@ from typing import Any
 
 import fastjsonschema
 
+from protocol.entry import MAX_BODY_SIZE, SALT_SIZE
+from protocol.entry import decode_body as _decode_salted
 from protocol.errors import SchemaError, preview
+from protocol.typed_bodies import FastBody, compile_fast
 
 __all__ = ["DATE_ORDER", "KEY_NAME_OF", "MAX_DEPTH", "SchemaRegistry"]
 
@@ -106,6 +110,9 @@ class _Compiled:
     # open schema, only those whose fields it declares for a closed one.
     date_order: tuple[tuple[str, str], ...]
     key_name_of: tuple[tuple[str, str], ...]
+    # One-pass decoder for bodies of this type (protocol.typed_bodies), None if
+    # the schema uses something it does not compile.
+    fast: FastBody | None
 
 
 class SchemaRegistry:
@@ -183,6 +190,31 @@ class SchemaRegistry:
         if compiled.date_order or compiled.key_name_of:
             _check_cross_fields(label, body, compiled.date_order, compiled.key_name_of)
 
+    def decode_body(self, type: str, version: int, salted: bytes) -> dict[str, Any]:  # noqa: A002
+        """The body in ``salted`` (salt || canonical MessagePack), valid for this type and version.
+
+        The same as ``entry.decode_body`` followed by :meth:`validate`, and the
+        same errors (EntryError, EncodingError, SchemaError), in about a third
+        of the time for the common valid body: see protocol.typed_bodies. A
+        node indexing a synced log runs this for every entry.
+        """
+        exact = builtins.type(type) is str and builtins.type(version) is int
+        compiled = self._compiled.get((type, version)) if exact else None
+        if (
+            compiled is not None
+            and compiled.fast is not None
+            and builtins.type(salted) is bytes
+            and SALT_SIZE < len(salted) <= MAX_BODY_SIZE
+        ):
+            body = compiled.fast.decode(salted, SALT_SIZE)
+            if body is not None:
+                return body
+        # Anything else, valid or not, takes the reference path, which explains.
+        self._lookup(type, version)  # an unknown type is refused before its body is looked at
+        body = _decode_salted(salted)[1]
+        self.validate(type, version, body)
+        return body
+
     def _lookup(self, type: str, version: int) -> _Compiled:  # noqa: A002
         # Exact types first: the key must be hashable, and True must not find version 1.
         compiled = (
@@ -218,14 +250,22 @@ def _compile(label: str, document: Mapping[str, Any]) -> _Compiled:
         # A closed schema rejects undeclared fields before the cross-field rules run.
         return tuple(pair for pair in pairs if not closed or set(pair) <= declared)
 
+    date_order, key_name_of = applicable(DATE_ORDER), applicable(KEY_NAME_OF)
     return _Compiled(
         document=document,
         check=check,
         fields=tuple(properties),
         field_set=frozenset(properties),
         closed=closed,
-        date_order=applicable(DATE_ORDER),
-        key_name_of=applicable(KEY_NAME_OF),
+        date_order=date_order,
+        key_name_of=key_name_of,
+        fast=compile_fast(
+            label,
+            document,
+            functools.partial(_cross_fields_hold, date_order=date_order, key_name_of=key_name_of)
+            if date_order or key_name_of
+            else None,
+        ),
     )
 
 
@@ -292,6 +332,21 @@ def _check_cross_fields(
                     f"{label}: field '{origin_field}' must equal the name in '{key_field}' "
                     f"({preview(name)}); got {preview(origin)}"
                 )
+
+
+def _cross_fields_hold(
+    body: dict, date_order: tuple[tuple[str, str], ...], key_name_of: tuple[tuple[str, str], ...]
+) -> bool:
+    """Whether :func:`_check_cross_fields` would pass, without building its message."""
+    for earlier, later in date_order:
+        start, end = body.get(earlier), body.get(later)
+        if isinstance(start, str) and isinstance(end, str) and end < start:
+            return False
+    for origin_field, key_field in key_name_of:
+        origin, key = body.get(origin_field), body.get(key_field)
+        if isinstance(origin, str) and isinstance(key, str) and key.partition("+")[0] != origin:
+            return False
+    return True
 
 
 def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
