@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from node.store import LogState, Store
 from protocol.entry import decode_body, decode_entry
-from protocol.errors import ProtocolError
+from protocol.errors import ProtocolError, SchemaError
 from protocol.schema import SchemaRegistry
 
 log = logging.getLogger(__name__)
@@ -156,18 +156,21 @@ class ViewUpdater:
         status, reason, body = "valid", None, None
         if body_bytes is None:
             status = "erased"
-        else:
+        elif not self.registry.knows(entry.type, entry.schema):
             try:
                 _, body = decode_body(body_bytes)
             except ProtocolError as exc:
                 status, reason = "invalid", f"body does not decode: {exc}"
-        if status == "valid" and not self.registry.knows(entry.type, entry.schema):
-            status, reason = "unknown", f"event type {entry.type} version {entry.schema} is not known here"
-        if status == "valid":
+            else:
+                status, reason = "unknown", f"event type {entry.type} version {entry.schema} is not known here"
+        else:
             try:
-                self.registry.validate(entry.type, entry.schema, body)
-            except ProtocolError as exc:
+                # Canonical decoding and the type's schema in one pass (protocol.typed_bodies).
+                body = self.registry.decode_body(entry.type, entry.schema, body_bytes)
+            except SchemaError as exc:
                 status, reason = "invalid", str(exc)
+            except ProtocolError as exc:
+                status, reason = "invalid", f"body does not decode: {exc}"
         if status == "valid":
             reason = self._facts(conn, lid, seq, entry_id, entry.type, entry.time_ms, body)
             if reason:
