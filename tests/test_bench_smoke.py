@@ -17,6 +17,7 @@ BENCH = ROOT / "bench" / "protocol.py"
 
 RATES = (
     "validate_entries_per_s",
+    "validate_two_steps_entries_per_s",
     "tree_appends_per_s",
     "checkpoints_verified_per_s",
     "sha256_per_s",
@@ -57,7 +58,7 @@ def test_quick_run_prints_every_figure():
     assert nacl is None or (isinstance(nacl, int | float) and nacl > 0)
     assert isinstance(result["target_met"], bool)
     stages = result["validate_stage_us_per_entry"]
-    assert set(stages) == {"decode_entry", "check_body", "schema_validate", "entry_id"}
+    assert set(stages) == {"decode_entry", "check_body_hash", "decode_body_and_schema", "entry_id"}
     assert all(isinstance(v, int | float) and v > 0 for v in stages.values())
     assert result["entries"] == 500
     assert sum(result["type_mix"].values()) == 500
