@@ -3,7 +3,9 @@
 One database file holds this city's log and, later, verified copies of other
 cities' logs. Tables (all ``WITHOUT ROWID`` where the key is the data):
 
-- ``meta``: ``format_version`` and other store-wide facts.
+- ``meta``: ``format_version`` and other store-wide facts; also, while a sync
+  is under way, the pending checkpoint's tree edge past what is held
+  (``pending_edge:<lid>``, see :meth:`Store.pending_edge`).
 - ``logs``: one row per log: its origin, verifier key, the number of entries
   held (``size``) and their root, the latest checkpoint signed by its city
   that the node holds completely (``checkpoint``, never beyond ``size``) and,
@@ -364,6 +366,8 @@ class Store:
             "UPDATE logs SET size = ?, root = ?, checkpoint = ?, pending = ?, updated_ms = ? WHERE lid = ?",
             (size, root, checkpoint, pending, updated_ms, lid),
         )
+        if pending is None:
+            self.set_pending_edge(lid, None)
 
     def truncate(self, lid: int, size: int, root: bytes, updated_ms: int) -> None:
         """Drop entries past ``size`` that no held checkpoint covers (an abandoned sync)."""
@@ -375,6 +379,27 @@ class Store:
             "UPDATE logs SET size = ?, root = ?, pending = NULL, updated_ms = ? WHERE lid = ?",
             (size, root, updated_ms, lid),
         )
+        self.set_pending_edge(lid, None)
+
+    # The pending checkpoint's tree past what is held: the hashes of the complete subtrees
+    # that cover leaves [size, pending size), left to right. With the held entries they
+    # rebuild the pending root and any consistency proof from a size we hold to it, so a
+    # fork against an unfinished sync can still be proven. Kept in ``meta`` (a few hundred
+    # bytes per log being synced) under one key per log, gone once the sync ends.
+
+    def pending_edge(self, lid: int) -> tuple[int, list[bytes]] | None:
+        """(held size it starts at, subtree hashes), or None if none is held."""
+        value = self.get_meta(f"pending_edge:{lid}")
+        if value is None:
+            return None
+        size, _, hashes = value.partition(" ")
+        data = bytes.fromhex(hashes)
+        return int(size), [data[i : i + 32] for i in range(0, len(data), 32)]
+
+    def set_pending_edge(self, lid: int, edge: tuple[int, Sequence[bytes]] | None) -> None:
+        """Set (or, with None, drop) the pending checkpoint's edge; call inside ``write()``."""
+        value = None if edge is None else f"{edge[0]} {b''.join(edge[1]).hex()}"
+        self.set_meta(f"pending_edge:{lid}", value)
 
     # -- evidence -------------------------------------------------------
 

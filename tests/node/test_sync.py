@@ -157,3 +157,115 @@ async def test_bug_large_gossip_answer_was_read_cut_short(aiohttp_server):
             assert await read_limited(response.content, 4 * 1024 * 1024) == payload
         async with session.get(str(server.make_url("/"))) as response:
             assert await read_limited(response.content, 1000) is None
+
+
+def twin_of(node, tmp_path, name: str):
+    """A second copy of a city's node (same key, same origin) that will author differently."""
+    from node.local import init_node
+    from tests.node.conftest import seed_for
+
+    city = node.config["node.origin"]
+    twin, _ = init_node(tmp_path / name, city="Athens", country="GR", url=node.config["node.public_url"],
+                        network="test-net", seed=seed_for("Athens"))
+    assert twin.config["node.origin"] == city
+    return twin
+
+
+async def stop_after(syncer, fetcher, member, bundles: int, monkeypatch):
+    """A first sync that ends after ``bundles`` bundles, as if the node stopped there."""
+    import node.sync as sync_module
+
+    monkeypatch.setattr(sync_module, "MAX_BUNDLES_PER_SYNC", bundles)
+    outcome = await syncer.sync_log(fetcher, member)
+    monkeypatch.undo()
+    return outcome
+
+
+@pytest.mark.parametrize("twin_entries", [30, 700], ids=["fork-below-held", "fork-past-pending"])
+async def test_bug_fork_against_an_unfinished_sync_was_abandoned_not_proven(
+    make_node, aiohttp_server, session, tmp_path, monkeypatch, twin_entries
+):
+    """A checkpoint contradicting entries held only towards a pending checkpoint was dropped as
+    an abandoned sync; the city signed both, so it is equivocation, with evidence."""
+    athens = make_node("Athens")
+    athens.author().append([Event(type="pledge", body=PLEDGE)] * 600)  # pending: size 601
+    server = await serve_node(aiohttp_server, athens)
+    berlin = make_node("Berlin", country="DE")
+    syncer = Syncer(berlin.store)
+    member = member_of(athens)
+    outcome = await stop_after(syncer, Fetcher(session, str(server.make_url(""))), member, 2, monkeypatch)
+    held = berlin.store.log(member.log_id)
+    assert (outcome.size, held.checkpoint, held.pending) == (512, None, athens.store.own_log().checkpoint)
+
+    # Size 31: inside what Berlin holds; size 701: past the pending 601.
+    twin = twin_of(athens, tmp_path, "twin")
+    twin.author().append([Event(type="offer", body=OFFER)] * twin_entries)
+    twin_server = await serve_node(aiohttp_server, twin)
+    outcome = await syncer.sync_log(Fetcher(session, str(twin_server.make_url(""))), member)
+    twin.close()
+    assert outcome.state == "equivocation"
+    [encoded] = [ev for ev, _ in berlin.store.evidence().values()]
+    evidence = decode_evidence(encoded)
+    check_evidence(evidence, athens.signer.verifier)  # verifies with protocol/ and the key alone
+    assert athens.store.own_log().checkpoint in (evidence.older, evidence.newer)
+    assert berlin.store.log(member.log_id).size == 512  # nothing verified was dropped
+
+
+async def test_fork_inside_the_pending_tree_keeps_the_sync_until_it_can_be_proven(
+    make_node, aiohttp_server, session, tmp_path, monkeypatch
+):
+    """Between the held entries and the pending size neither tree's hashes are held: the
+    pending sync is kept (not dropped for the other branch), and once finished the fork
+    is proven."""
+    from node.sync import PeerError
+
+    athens = make_node("Athens")
+    athens.author().append([Event(type="pledge", body=PLEDGE)] * 1500)  # pending: size 1501
+    server = await serve_node(aiohttp_server, athens)
+    honest = Fetcher(session, str(server.make_url("")))
+    berlin = make_node("Berlin", country="DE")
+    syncer = Syncer(berlin.store)
+    member = member_of(athens)
+    await stop_after(syncer, honest, member, 2, monkeypatch)
+    pending = berlin.store.log(member.log_id).pending
+
+    twin = twin_of(athens, tmp_path, "twin")
+    twin.author().append([Event(type="offer", body=OFFER)] * 700)  # size 701: 512 < 701 < 1501
+    twin_server = await serve_node(aiohttp_server, twin)
+    forked = Fetcher(session, str(twin_server.make_url("")))
+    with pytest.raises(PeerError, match="forks from the pending sync"):
+        await syncer.sync_log(forked, member)
+    held = berlin.store.log(member.log_id)
+    assert (held.size, held.pending, berlin.store.evidence()) == (512, pending, {})
+
+    assert (await syncer.sync_log(honest, member)).size == 1501
+    outcome = await syncer.sync_log(forked, member)
+    twin.close()
+    assert outcome.state == "equivocation"
+    [encoded] = [ev for ev, _ in berlin.store.evidence().values()]
+    check_evidence(decode_evidence(encoded), athens.signer.verifier)
+
+
+async def test_bug_parent_tile_fetch_refetched_the_child_tile():
+    """PeerTree.ensure fetched a tile, found its parent missing, fetched the parent, then
+    fetched the same tile again; each tile is fetched once now."""
+    import random
+
+    from node.sync import PeerTree
+    from protocol.merkle import LeafHashes, root_of
+    from protocol.tiles import read_tile, tile_path
+
+    rng = random.Random(42)
+    leaves = [rng.randbytes(32) for _ in range(70_000)]  # level-1 tile 0 is full: not an edge tile
+    reader = LeafHashes(leaves)
+    asked: list[str] = []
+
+    async def fetch_tile(tile):
+        asked.append(tile_path(tile))
+        return read_tile(tile, reader)
+
+    tree = PeerTree(len(leaves), root_of(leaves), fetch_tile)
+    await tree.load_edges()
+    assert await tree.ensure(0, 3) == leaves[3 * 256 : 4 * 256]
+    assert sorted(asked) == sorted(set(asked))
+    assert "tile/1/000" in asked and "tile/0/003" in asked
