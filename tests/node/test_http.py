@@ -104,6 +104,54 @@ async def test_entry_bundle_matches_stored_entries_and_is_gzipped(served):
     assert [decode_entry(e).seq for e in entries] == list(range(256, 512))
 
 
+@pytest.mark.parametrize(
+    ("header", "coding"),
+    [
+        ("gzip, deflate", "gzip"),
+        ("deflate", "deflate"),
+        ("br;q=1.0, deflate;q=0.5", "deflate"),
+        ("gzip;q=0, deflate", "deflate"),
+        ("GZIP", "gzip"),
+        ("*", "gzip"),
+        ("identity", None),
+        ("", None),
+        ("gzip;q=0", None),
+        ("gzip;q=nonsense", None),
+    ],
+)
+def test_accepted_coding(header, coding):
+    from node.tlog_routes import accepted_coding
+
+    assert accepted_coding(header) == coding
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "identity"])
+async def test_bundles_in_every_coding_are_the_same_bytes_also_when_cached(served, coding):
+    node, client, prefix = served
+    state = node.store.own_log()
+    for path, column in (("tile/entries/000", "entry"), ("bodies/000", "body")):
+        want = [r[0] for r in node.store.conn.execute(
+            f"SELECT {column} FROM entries WHERE lid = ? AND seq < 256 ORDER BY seq", (state.lid,))]
+        for _ in range(2):  # the second answer of a full entry bundle comes from the cache
+            response = await client.get(prefix + path, headers={"Accept-Encoding": coding})
+            assert response.status == 200
+            assert response.headers.get("Content-Encoding", "identity") == coding
+            assert response.headers["Vary"] == "Accept-Encoding"
+            assert decode_bundle(await response.read()) == want
+
+
+def test_bundle_cache_is_bounded_in_bytes():
+    from node.tlog_routes import BundleCache
+
+    cache = BundleCache(limit=100)
+    for i in range(10):
+        cache.put(i, bytes(30))
+    assert cache.get(0) is None and cache.get(9) == bytes(30)
+    assert sum(cache.get(i) is not None for i in range(10)) == 3
+    cache.put("huge", bytes(101))
+    assert cache.get("huge") is None
+
+
 async def test_body_bundle_is_aligned_and_checks_against_entries(served):
     _, client, prefix = served
     entries = decode_bundle(await (await client.get(prefix + "tile/entries/002.p/89")).read())
