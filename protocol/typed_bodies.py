@@ -105,7 +105,9 @@ def compile_fast(
     """
     try:
         return _compile(label, document, whole)
-    except _Unsupported:
+    except (_Unsupported, ValueError, TypeError, OverflowError):
+        # ValueError etc.: msgspec refused a type the schema implies (a length
+        # bound beyond what it can hold, ...). The reference path copes with it.
         return None
 
 
@@ -224,7 +226,12 @@ def _count(value: object, default: int | None) -> int | None:
 
 def _pattern_check(pattern: object) -> _Check:
     """A check as strict as the JSON Schema ``pattern`` (a search, as fastjsonschema does)."""
-    if not isinstance(pattern, str):
+    if not isinstance(pattern, str) or "$" in pattern[:-1]:
+        # A "$" before the end: fastjsonschema rewrites every unescaped "$" to
+        # "\Z", not only a final one, so keeping Python's "$" there was looser
+        # ("a\n" passed ^a$|^b$ here, not there); inside a lookahead "\Z" is
+        # not even stricter. Only a final "$" (never inside a group or class,
+        # so "\Z" can only be stricter) is compiled here.
         raise _Unsupported
     # "$" in Python also matches before a final newline; JSON Schema's does not.
     strict = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern

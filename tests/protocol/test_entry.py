@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -472,3 +473,74 @@ def test_check_body_hash_checks_size_and_hash_without_decoding():
         check_body_hash(entry, salted + b"\x00")
     with pytest.raises(EntryError, match="sha-256"):
         check_body_hash(entry, salted[:-1] + bytes([salted[-1] ^ 1]))
+
+
+# --- the msgspec fast path answers as the strict path does -------------------------------
+
+
+def _strict_answer(data: bytes, monkeypatch: pytest.MonkeyPatch) -> object:
+    """decode_entry with the msgspec fast path switched off: the entry, or the error's class and message."""
+    import protocol.entry
+
+    def refuse(_: bytes) -> Entry:
+        raise ValueError("fast path off")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(protocol.entry, "_decode_wire", refuse)
+        return _answer(data)
+
+
+def _answer(data: bytes) -> object:
+    try:
+        return decode_entry(data)
+    except ProtocolError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+_ODD = [
+    0, 1, -1, True, None, SALT_SIZE, 65535, 65536, 2**63 - 1, 2**63, 2**64 - 1, -(2**63), "", "x", "pledge\n",
+    "a b", "\u00e9", b"", bytes(31), bytes(32), bytes(33), [], {}, {"v": 1}, 1.0, msgpack.Timestamp(1),
+]
+
+
+def _spellings(value: object) -> list[bytes]:
+    out = [msgpack.packb(value, use_bin_type=True)]
+    if isinstance(value, str | bytes):
+        out.append(msgpack.packb(value, use_bin_type=False))  # str for bytes, raw for str
+    if type(value) is int and 0 <= value < 2**31:
+        out += [b"\xce" + value.to_bytes(4, "big"), b"\xd2" + value.to_bytes(4, "big")]
+    if isinstance(value, float):
+        out.append(msgpack.packb(value, use_single_float=True))
+    return out
+
+
+@pytest.mark.parametrize("key", [*sorted(_wire()), "time_ms", "version", "zz"])
+def test_fast_path_answers_as_the_strict_path(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Odd values in every spelling, in place of each field, repeated, or as an extra key."""
+    for value in _ODD:
+        for raw in _spellings(value):
+            pairs = {name: msgpack.packb(item, use_bin_type=True) for name, item in _wire().items()}
+            pairs[key] = raw
+            items = sorted(pairs.items())
+            variants = [items, [*items, (key, raw)], [p for p in items if p[0] != key]]
+            for chosen in variants:
+                data = bytes([0x80 | len(chosen)]) + b"".join(msgpack.packb(k) + v for k, v in chosen)
+                assert _answer(data) == _strict_answer(data, monkeypatch)
+
+
+@FAST
+@given(st.data())
+def test_fast_path_answers_as_the_strict_path_after_random_edits(data: st.DataObject) -> None:
+    entry_bytes, _ = _samples()
+    changed = bytearray(entry_bytes)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(changed) - 1))
+        kind = data.draw(st.sampled_from(["set", "delete", "insert"]))
+        if kind == "set":
+            changed[at] = data.draw(st.integers(0, 255))
+        elif kind == "delete":
+            del changed[at]
+        else:
+            changed.insert(at, data.draw(st.integers(0, 255)))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert _answer(bytes(changed)) == _strict_answer(bytes(changed), monkeypatch)

@@ -166,3 +166,135 @@ def test_single_byte_changes(type_, at, byte):
 @given(type_=st.sampled_from(sorted(EXAMPLES)), data=st.binary(max_size=120))
 def test_random_bytes(type_, data):
     assert_agrees(type_, SALT + data)
+
+
+# --- schemas beyond ours: the compiler must stay as strict as the reference ------------------------
+
+
+def _registry(properties: dict, required: tuple[str, ...] = ()) -> SchemaRegistry:
+    document = {"type": "object", "additionalProperties": False, "properties": properties, "required": list(required)}
+    return SchemaRegistry({("t", 1): document})
+
+
+def _agrees_with_reference(registry: SchemaRegistry, body: dict) -> None:
+    salted = encode_body(body, SALT)
+    try:
+        expected: dict | str = decode_body(salted)[1]
+        registry.validate("t", 1, expected)
+    except ProtocolError as exc:
+        expected = f"{type(exc).__name__}: {exc}"
+    try:
+        got: dict | str = registry.decode_body("t", 1, salted)
+    except ProtocolError as exc:
+        got = f"{type(exc).__name__}: {exc}"
+    assert got == expected
+    fast = registry._lookup("t", 1).fast
+    if fast is not None:
+        decoded = fast.decode(salted, SALT_SIZE)
+        assert decoded is None or decoded == expected
+
+
+@pytest.mark.parametrize("pattern", ["^a$|^b$", "^(a$|b)", "^(?!a$)", "a$(?!x)", "^[a-z]+\\\\$"])
+@pytest.mark.parametrize("value", ["a", "a\n", "b", "b\n", "x", "a\\", "a\\\n"])
+def test_a_dollar_anywhere_in_a_pattern_means_what_the_reference_says(pattern, value):
+    """fastjsonschema turns every unescaped "$" into "\\Z", not only a final one.
+
+    The fast path once rewrote only the last "$", so "a\\n" passed ^a$|^b$ there
+    (Python's "$" matches before a final newline) and failed on the reference path.
+    """
+    _agrees_with_reference(_registry({"a": {"type": "string", "pattern": pattern}}), {"a": value})
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "minLength": 2**70},
+        {"type": "string", "maxLength": 2**64},
+        {"type": "array", "items": {"type": "string"}, "maxItems": 2**64},
+    ],
+)
+def test_bounds_msgspec_cannot_hold_mean_no_fast_path(schema):
+    """A schema the reference compiles never fails to load because msgspec refuses a bound."""
+    registry = _registry({"a": schema})
+    assert registry._lookup("t", 1).fast is None
+    _agrees_with_reference(registry, {"a": "x"})
+    _agrees_with_reference(registry, {"a": ["x"]})
+
+
+FIELD_SCHEMAS = [
+    {"type": "string"},
+    {"type": "string", "minLength": 2, "maxLength": 3},
+    {"type": "string", "pattern": "^[a-z]{2}$"},
+    {"type": "string", "pattern": "^a$|^b$"},
+    {"type": "string", "pattern": "b"},
+    {"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"},
+    {"type": "string", "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$", "maxLength": 4},
+    {"type": "string", "enum": ["a", "bb", "a\n"], "maxLength": 1},
+    {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+    {"type": "integer"},
+    {"type": "integer", "minimum": -5, "maximum": 2**63 - 1},
+    {"type": "integer", "minimum": 0, "maximum": 10},
+    {"type": "array", "items": {"type": "string", "pattern": "^[a-z]$"}, "minItems": 1, "maxItems": 3, "uniqueItems": True},
+    {"type": "array", "items": {"type": "string", "enum": ["x", "y"]}},
+]
+tricky_text = st.sampled_from(
+    ["", "a", "a\n", "b", "bb", "b\n", "\U0001F600\U0001F600", "\U0001F600" * 4, "ab\t", "\x85", "\u2028", "\x00",
+     "2026-02-29", "2028-02-29", "2026-01-01\n", "\u0662\u0660\u0662\u0666-01-01"]
+) | st.text(max_size=6)
+tricky_values = (
+    tricky_text
+    | st.sampled_from([0, -5, -6, 10, 11, 2**63 - 1, 2**63, 2**64 - 1, -(2**63), True, False, None, b"a"])
+    | st.lists(tricky_text, max_size=4)
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    schemas=st.dictionaries(st.sampled_from(["a", "b", "\u00e9", "z"]), st.sampled_from(FIELD_SCHEMAS), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_generated_schemas_agree_with_the_reference(schemas, data):
+    required = tuple(data.draw(st.lists(st.sampled_from(sorted(schemas)), unique=True)))
+    registry = _registry(schemas, required)
+    body = data.draw(st.dictionaries(st.sampled_from([*schemas, "other"]), tricky_values, max_size=4))
+    _agrees_with_reference(registry, body)
+
+
+def _raw_spellings(value: object) -> list[bytes]:
+    """``value`` canonically, and in the other spellings MessagePack allows (and canonical form refuses)."""
+    out = [msgpack.packb(value, use_bin_type=True)]
+    if isinstance(value, str):
+        raw = value.encode()
+        out.append(msgpack.packb(raw, use_bin_type=True))  # bin, not str
+        if len(raw) < 32:
+            out.append(b"\xd9" + bytes([len(raw)]) + raw)  # str 8 for a fixstr
+    if type(value) is int and 0 <= value < 2**31:
+        out += [b"\xce" + value.to_bytes(4, "big"), b"\xd2" + value.to_bytes(4, "big")]
+    return out
+
+
+ODD_VALUES = [
+    "", "x", "x\n", "2026-01-01\n", "2026-02-30", "0" * 63 + "\n", "0" * 63 + "\U0001F600", "\U0001F600" * 33,
+    "relocation\n", "d\u0435", "days\x85", "x" * 2001, 0, -1, True, None, 10**9 + 1, 2**64 - 1, -(2**63),
+    b"x", [], {}, 1.0, msgpack.Timestamp(1),
+]
+
+
+@pytest.mark.parametrize("type_", sorted(t for t, fast in FAST.items() if fast is not None))
+def test_odd_values_and_spellings_in_every_field(type_):
+    """Each field of each example, replaced, repeated or added with odd values in every spelling."""
+    example = EXAMPLES[type_]
+    names = sorted({*example, *DOCUMENTS[(type_, 1)]["properties"], "zz"})
+    for name in names:
+        for value in ODD_VALUES:
+            for raw in _raw_spellings(value):
+                pairs = {key: msgpack.packb(item, use_bin_type=True) for key, item in example.items()}
+                pairs[name] = raw
+                items = sorted(pairs.items(), key=lambda pair: pair[0].encode())
+                if name in example:
+                    items.append((name, raw))  # a duplicate key, last
+                for cut in (len(items), len(items) - 1):
+                    chosen = items[:cut]
+                    header = bytes([0x80 | len(chosen)])
+                    wire = header + b"".join(msgpack.packb(key) + item for key, item in chosen)
+                    assert_agrees(type_, SALT + wire)
