@@ -36,7 +36,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from node.errors import NotFound
+from node.errors import NotFound, StorageError
 from node.store import Store
 from protocol.checkpoint import open_checkpoint
 from protocol.entry import decode_entry
@@ -98,42 +98,82 @@ def view_state(store: Store) -> tuple:
 
 
 class Memo:
-    """Answers computed from the whole view, kept per view state (thread-safe, bounded).
+    """Computed values kept by key: thread-safe, bounded, least recently used out first.
 
-    Callers share one per application. A value must not be changed once returned.
-    Two threads asking for the same key in the same state compute it once: the
-    second waits for the first (both read equal snapshots, so either answer is right).
+    Callers put in the key whatever the value depends on: :meth:`get` adds the
+    :func:`view_state` read in the caller's snapshot; the read API's answers are kept
+    under the database's ``data_version`` (``node.api_routes``); tile hashes under the
+    stored hash that covers them. A value must not be changed once returned.
+
+    Bounded by a number of values and, when ``max_bytes`` is given, by the bytes
+    ``weigh`` says they hold (a value heavier than an eighth of that is not kept).
+    Two threads asking :meth:`fetch` for the same key compute it once: the second
+    waits for the first (both read equal snapshots, so either answer is right).
     """
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 256, *, max_bytes: int | None = None) -> None:
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._lock = threading.Lock()
-        self._values: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+        self._values: collections.OrderedDict[Hashable, tuple[Any, int]] = collections.OrderedDict()
         self._running: dict[Hashable, threading.Event] = {}
 
-    def get(self, store: Store, key: Hashable, compute: Callable[[], T]) -> T:
-        full = (key, view_state(store))
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @property
+    def bytes(self) -> int:
+        """What the values held weigh, by their ``weigh`` (0 for values put without one)."""
+        return self._bytes
+
+    def peek(self, key: Hashable) -> Any | None:
+        """The value kept for ``key``, or None; never waits (safe on the event loop)."""
+        with self._lock:
+            hit = self._values.get(key)
+            if hit is None:
+                return None
+            self._values.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: Hashable, value: Any, weight: int = 0) -> None:
+        if self._max_bytes is not None and weight > self._max_bytes // 8:
+            return
+        with self._lock:
+            old = self._values.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._values[key] = (value, weight)
+            self._bytes += weight
+            while len(self._values) > self._size or (self._max_bytes is not None and self._bytes > self._max_bytes):
+                _, (_, dropped) = self._values.popitem(last=False)
+                self._bytes -= dropped
+
+    def fetch(self, key: Hashable, compute: Callable[[], T], weigh: Callable[[T], int] | None = None) -> T:
+        """The value for ``key``, computed once by whichever thread asks first."""
         while True:
             with self._lock:
-                if full in self._values:
-                    self._values.move_to_end(full)
-                    return self._values[full]
-                running = self._running.get(full)
+                hit = self._values.get(key)
+                if hit is not None:
+                    self._values.move_to_end(key)
+                    return hit[0]
+                running = self._running.get(key)
                 if running is None:
-                    running = self._running[full] = threading.Event()
+                    running = self._running[key] = threading.Event()
                     break
             running.wait(30.0)  # then look again; compute it here if the other thread failed
         try:
             value = compute()
-            with self._lock:
-                self._values[full] = value
-                while len(self._values) > self._size:
-                    self._values.popitem(last=False)
+            self.put(key, value, weigh(value) if weigh is not None else 0)
             return value
         finally:
             with self._lock:
-                del self._running[full]
+                del self._running[key]
             running.set()
+
+    def get(self, store: Store, key: Hashable, compute: Callable[[], T]) -> T:
+        """The value for ``key`` in the view state ``store`` reads (call inside its snapshot)."""
+        return self.fetch((key, view_state(store)), compute)
 
 
 def _memo(memo: Memo | None, store: Store, key: Hashable, compute: Callable[[], T]) -> T:
@@ -677,54 +717,124 @@ def _country(code: str | None) -> dict[str, Any]:
 # -- one event with its proof ------------------------------------------------------------
 
 
-class _TileReader:
-    """``protocol.merkle.HashReader`` for one proof in a tree of ``size`` leaves: each 256-wide
-    row of stored hashes it touches is read once (one query), not once per proof node."""
+def _fold(hashes: list[bytes]) -> bytes:
+    """The root of a complete subtree from its 2**r hashes at its base level."""
+    while len(hashes) > 1:
+        hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+    return hashes[0]
 
-    def __init__(self, store: Store, lid: int, size: int) -> None:
-        self._store, self._lid, self._size = store, lid, size
-        self._rows: dict[tuple[int, int], list[bytes]] = {}
+
+def _kept_start(level: int, width: int, lowest: int) -> int:
+    """Where a tile's nodes ``level`` levels up start among those kept for it (levels
+    ``lowest`` to 7, each level's complete nodes left to right)."""
+    return sum(width >> r for r in range(lowest, level))
+
+
+#: What one tile kept in the memo costs besides its hashes (key, bookkeeping), roughly.
+TILE_OVERHEAD = 250
+
+
+class _TileReader:
+    """``protocol.merkle.HashReader`` for the proofs of one tree of ``size`` leaves and ``root``.
+
+    Stored levels are multiples of 8 (see ``node.store``): a node r levels above one is
+    the root of 2**r <= 128 stored hashes, which never straddle a 256-aligned tile. Rebuilt
+    naively, one proof rehashes most of a tile (about 250 hashes) and the tree's right
+    edge (up to 255 more). With ``tiles`` (a :class:`Memo`), each tile is rebuilt once
+    and what proofs need of it is kept:
+
+    - a full tile of leaves (level 0): its nodes 4 to 7 levels up (30 hashes, 960 bytes);
+      the nodes below come from the 16 leaves around them (one short read, at most 15
+      hashes). There are as many such tiles as entries / 256, hence the compact form;
+    - any other tile (a level's right edge, not full, or a tile of stored hashes above
+      the leaves, 1/256 as many): all its levels, so a proof reads nothing there.
+
+    A full tile is keyed by the stored hash of the whole tile (the level above) and its
+    rebuild is checked against it; a partial one by the tree's size and root, which fix
+    its hashes. A tile rewritten after a truncation has another stored hash or root,
+    hence another key, so nothing kept is ever stale.
+    """
+
+    def __init__(self, store: Store, lid: int, size: int, root: bytes | None = None,
+                 tiles: Memo | None = None) -> None:
+        self._store, self._lid, self._size, self._root, self._tiles = store, lid, size, root, tiles
+        self._groups: dict[int, list[bytes]] = {}
+        self._kept: dict[tuple[int, int], bytes] = {}
 
     def node(self, level: int, index: int) -> bytes:
-        # Stored levels are multiples of 8 (see node.store); a node r levels above one is
-        # rebuilt from 2**r <= 128 of its hashes, which never straddle a 256-aligned row.
         r = level % 8
         base, first = level - r, index << r
-        tile = first // 256
-        row = self._rows.get((base, tile))
-        if row is None:
-            count = min(256, (self._size >> base) - tile * 256)
-            row = self._rows[(base, tile)] = self._store.stored_hashes(self._lid, base, tile * 256, count)
-        hashes = row[first - tile * 256 : first - tile * 256 + (1 << r)]
-        while len(hashes) > 1:
-            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
-        return hashes[0]
+        tile, offset = first >> 8, first & 255
+        width = min(256, (self._size >> base) - tile * 256)
+        full = width == 256
+        if r < 4 and base == 0 and full:
+            group = self._groups.get(first >> 4)
+            if group is None:  # the proof needs nodes 0 to 3 levels up around one leaf: one read
+                group = self._groups[first >> 4] = self._store.stored_hashes(self._lid, 0, first >> 4 << 4, 16)
+            return _fold(group[first & 15 : (first & 15) + (1 << r)])
+        if self._tiles is None or (not full and self._root is None):
+            return _fold(self._store.stored_hashes(self._lid, base, first, 1 << r))
+        lowest = 4 if base == 0 and full else 0
+        kept = self._kept.get((base, tile))
+        if kept is None:
+            if full:
+                top = self.node(base + 8, tile)  # stored: the tile is full
+                key: tuple = (self._lid, base, tile, top)
+            else:
+                top, key = None, (self._lid, base, tile, width, self._size, self._root)
+            kept = self._kept[(base, tile)] = self._tiles.fetch(
+                key, lambda: self._rebuild(base, tile, width, top, lowest), lambda value: len(value) + TILE_OVERHEAD)
+        at = (_kept_start(r, width, lowest) + (offset >> r)) * 32
+        return kept[at : at + 32]
+
+    def _rebuild(self, base: int, tile: int, width: int, top: bytes | None, lowest: int) -> bytes:
+        hashes = self._store.stored_hashes(self._lid, base, tile * 256, width)
+        kept = list(hashes) if lowest == 0 else []
+        for level in range(1, 9):
+            # RFC 9162 2.1.1: MTH(D[n]) = HASH(0x01 || MTH(D[0:k]) || MTH(D[k:n])), complete pairs only
+            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes) - 1, 2)]
+            if lowest <= level <= 7:
+                kept.extend(hashes)
+        if top is not None and hashes != [top]:
+            raise StorageError(
+                f"log {self._lid}: the hashes at level {base} of tile {tile} do not hash to the stored "
+                f"level-{base + 8} hash: run 'solidarity verify'"
+            )
+        return b"".join(kept)
 
 
-def event(store: Store, entry_id: str) -> dict[str, Any]:
+def event(store: Store, entry_id: str, *, tiles: Memo | None = None,
+          checkpoints: Memo | None = None) -> dict[str, Any]:
     """An entry, its decoded body and view status, an RFC 9162 inclusion proof and the
-    city-signed checkpoint the proof is for (the latest one held for its log)."""
+    city-signed checkpoint the proof is for (the latest one held for its log).
+
+    ``tiles`` keeps tile hashes between proofs (see :class:`_TileReader`); ``checkpoints``
+    keeps checkpoints once their signature is verified (an Ed25519 check costs ~80 us),
+    keyed by the signed note's bytes and the key."""
     row = store.conn.execute(
-        "SELECT e.lid, e.seq, e.status, e.reason, e.body, l.log_id, l.origin, l.verifier, l.checkpoint, c.name "
-        "FROM view_events e JOIN logs l ON l.lid = e.lid LEFT JOIN view_cities c ON c.lid = e.lid WHERE e.id = ?",
+        "SELECT e.lid, e.seq, e.status, e.reason, e.body, l.log_id, l.origin, l.verifier, l.checkpoint, c.name, "
+        "s.entry FROM view_events e JOIN logs l ON l.lid = e.lid LEFT JOIN view_cities c ON c.lid = e.lid "
+        "LEFT JOIN entries s ON s.lid = e.lid AND s.seq = e.seq WHERE e.id = ?",
         (entry_id,),
     ).fetchone()
     if row is None:
         raise NotFound(f"no entry {entry_id} in the network view of this node")
-    lid, seq, status, reason, body, log_id, origin, verifier, checkpoint, name = row
+    lid, seq, status, reason, body, log_id, origin, verifier, checkpoint, name, entry_bytes = row
+    if entry_bytes is None:
+        raise StorageError(f"entry {entry_id} is in the view but not in log {log_id}: run 'solidarity reindex'")
     if checkpoint is None:
         raise NotFound(f"entry {entry_id}: this node holds no signed checkpoint of log {log_id} yet, so no proof")
-    cp = open_checkpoint(checkpoint, parse_verifier_key(verifier)).checkpoint
+    opened = lambda: open_checkpoint(checkpoint, parse_verifier_key(verifier)).checkpoint  # noqa: E731
+    cp = opened() if checkpoints is None else checkpoints.fetch((checkpoint, verifier), opened)
     if seq >= cp.size:
         raise NotFound(
             f"entry {entry_id} is at position {seq} of log {log_id}, beyond the signed checkpoint held "
             f"(size {cp.size}): no proof until a checkpoint covering it arrives"
         )
-    [stored] = list(store.entries(lid, seq, seq + 1))
     fields = None
     type_, time_ms = None, None
     try:
-        entry = decode_entry(stored.entry)
+        entry = decode_entry(entry_bytes)
     except ProtocolError:
         entry = None  # authentic (it is in the signed tree) though malformed: served with its proof
     if entry is not None:
@@ -734,7 +844,7 @@ def event(store: Store, entry_id: str) -> dict[str, Any]:
             "time_ms": entry.time_ms, "type": entry.type, "schema": entry.schema,
             "body_hash": entry.body_hash.hex(), "body_size": entry.body_size,
         }
-    proof = prove_inclusion(seq, cp.size, _TileReader(store, lid, cp.size))
+    proof = prove_inclusion(seq, cp.size, _TileReader(store, lid, cp.size, cp.root, tiles))
     return {
         "id": entry_id,
         "log_id": log_id,
@@ -746,7 +856,7 @@ def event(store: Store, entry_id: str) -> dict[str, Any]:
         "time_ms": time_ms,
         "status": status,
         "reason": reason,
-        "entry": {"base64": base64.b64encode(stored.entry).decode(), "fields": fields},
+        "entry": {"base64": base64.b64encode(entry_bytes).decode(), "fields": fields},
         "body": json.loads(body) if body is not None else None,
         "proof": {"leaf_index": seq, "tree_size": cp.size, "inclusion_path": [h.hex() for h in proof]},
         "checkpoint": checkpoint.decode("utf-8"),

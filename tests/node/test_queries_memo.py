@@ -125,3 +125,16 @@ async def test_totals_and_summary_follow_new_entries(make_node, aiohttp_client):
     assert await figures() == (1, 1, 10)  # served from the memo
     _author(node, {**PLEDGE, "places": 5})  # another process (the CLI) appends; the view catches up
     assert await figures() == (2, 2, 15)
+
+
+def test_memo_is_bounded_by_bytes_and_keeps_nothing_too_heavy():
+    memo = Memo(size=100, max_bytes=800)
+    for key in range(10):
+        memo.put(key, f"answer {key}", 100)
+    assert memo.bytes <= 800 and len(memo) == 8
+    assert memo.peek(0) is None and memo.peek(1) is None  # the least recently used went first
+    assert memo.peek(9) == "answer 9"
+    memo.put("heavy", "too big", 101)  # over an eighth of the bound: answered, not kept
+    assert memo.peek("heavy") is None
+    memo.put(9, "answer 9 again", 50)  # replacing a value frees its weight
+    assert memo.bytes == 750
