@@ -1,8 +1,10 @@
 """The public read-only query API: ``/v1/cities``, ``/v1/pledges``, ... (see ``docs/api.md``).
 
 Handlers only parse and answer; the SQL lives in ``node.queries`` and runs on
-a read-only store off the event loop (``read_db``, time-limited). What every
-endpoint shares is done once here:
+a read-only store off the event loop (``read_db``, time-limited), except one
+event with its proof: a few reads by key and bounded hashing, cheaper on the
+loop's own store than a hop to a reader thread. What every endpoint shares is
+done once here:
 
 - parameters are declared per endpoint (:class:`Param`): anything not
   declared, repeated or malformed is refused with a 400 problem naming each
@@ -14,8 +16,13 @@ endpoint shares is done once here:
 - ``format=csv`` answers the same rows flattened (columns derived from the
   row schema in ``node.api_schema``), the next page in a ``Link`` header;
 - a strong ETag (SHA-256 of the body) answers ``If-None-Match`` with 304;
+- encoded answers are kept (``API_RESPONSES``, a :class:`~node.queries.Memo`)
+  per raw path and query, day and database state (SQLite's ``data_version``,
+  read per request: any commit, of this process or another, changes it), so a
+  repeated request costs a lookup and an answer is never served after a change;
 - aggregates over the whole view (list totals, the summary) are kept per view
-  state in the app's :class:`~node.queries.Memo` (``API_MEMO``);
+  state (``API_MEMO``), so the pages of one list share them; proofs keep tile
+  hashes (``API_TILES``) and verified checkpoints (``API_CHECKPOINTS``);
 - CORS: every answer allows any origin, and ``OPTIONS`` answers preflights.
 
 The same declarations build ``/v1/openapi.json``.
@@ -41,7 +48,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from node import api_schema, queries
-from node.context import FEDERATION, METRICS, read_db
+from node.context import FEDERATION, LOOP_STORE, METRICS, WATCHER, read_db
 from node.errors import BadRequest, Busy
 from node.store import Store
 
@@ -379,17 +386,28 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
 
 
-def _answer(request: web.Request, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> web.Response:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An encoded answer: what the response cache keeps and every request of it is sent."""
+
+    body: bytes
+    etag: str
+    headers: dict[str, str]
+
+    def respond(self, request: web.Request) -> web.Response:
+        if _etag_matches(request.headers.get("If-None-Match"), self.etag):
+            return web.Response(status=304, headers={"ETag": self.etag, "Cache-Control": CACHE})
+        return web.Response(body=self.body, headers=self.headers)
+
+
+def _answer(body: bytes, content_type: str, headers: dict[str, str] | None = None) -> Answer:
     etag = '"' + hashlib.sha256(content_type.encode() + b"\n" + body).hexdigest()[:32] + '"'
-    common = {"ETag": etag, "Cache-Control": CACHE}
-    if _etag_matches(request.headers.get("If-None-Match"), etag):
-        return web.Response(status=304, headers=common)
-    return web.Response(body=body, headers={"Content-Type": content_type, **common, **(headers or {})})
+    return Answer(body, etag, {"Content-Type": content_type, "ETag": etag, "Cache-Control": CACHE, **(headers or {})})
 
 
-def json_answer(request: web.Request, payload: Any) -> web.Response:
+def json_answer(payload: Any) -> Answer:
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return _answer(request, body, "application/json; charset=utf-8")
+    return _answer(body, "application/json; charset=utf-8")
 
 
 #: Text starting with these is run as a formula by spreadsheet programs (CSV injection).
@@ -432,20 +450,28 @@ def _next_url(request: web.Request, token: str) -> str:
     return f"{request.path}?{urlencode(pairs)}"
 
 
+def _in_snapshot(store: Store, fn: Callable[[Store], Any]) -> Any:
+    """Every statement of one answer in one WAL snapshot, so a page and its totals agree
+    even while the view is being updated."""
+    try:
+        with store.snapshot():
+            return fn(store)
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            raise Busy("the network view is being built; try again in a few seconds") from None
+        raise
+
+
 async def _read(request: web.Request, fn: Callable[[Store], Any]) -> Any:
-    """``read_db`` with every statement of one answer in one WAL snapshot, so a page and
-    its totals agree even while the view is being updated."""
+    """``fn`` in one snapshot, off the event loop (``read_db``, time-limited)."""
+    return await read_db(request.app, lambda store: _in_snapshot(store, fn))
 
-    def run(store: Store) -> Any:
-        try:
-            with store.snapshot():
-                return fn(store)
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                raise Busy("the network view is being built; try again in a few seconds") from None
-            raise
 
-    return await read_db(request.app, run)
+def _read_now(request: web.Request, fn: Callable[[Store], Any]) -> Any:
+    """``fn`` in one snapshot on the event loop's own read-only store: for answers made of
+    a few reads by key and bounded work, where a hop to a reader thread costs more than
+    the reads (see ``event``)."""
+    return _in_snapshot(request.app[LOOP_STORE], fn)
 
 
 def _membership(request: web.Request, store: Store) -> Any | None:
@@ -453,8 +479,8 @@ def _membership(request: web.Request, store: Store) -> Any | None:
     return federation.membership(store) if federation is not None else None
 
 
-def list_handler(endpoint: ListEndpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handler(request: web.Request) -> web.Response:
+def list_handler(endpoint: ListEndpoint) -> Callable[[web.Request], Awaitable[Answer]]:
+    async def handler(request: web.Request) -> Answer:
         values, problems = _parse(request, endpoint.params, paged=True)
         after = None
         token = request.query.get("next")
@@ -483,12 +509,12 @@ def list_handler(endpoint: ListEndpoint) -> Callable[[web.Request], Awaitable[we
             if next_url:
                 headers["Link"] = f'<{next_url}>; rel="next"'
             text = csv_text(page.rows, api_schema.ROWS[endpoint.row])
-            return _answer(request, text.encode("utf-8"), "text/csv; charset=utf-8", headers)
+            return _answer(text.encode("utf-8"), "text/csv; charset=utf-8", headers)
         payload: dict[str, Any] = {}
         if "as_of" in endpoint.extra:
             payload["as_of"] = as_of
         payload.update(rows=page.rows, next=next_token, next_url=next_url, **page.extra)
-        return json_answer(request, payload)
+        return json_answer(payload)
 
     return handler
 
@@ -500,16 +526,16 @@ def _path_id(request: web.Request, name: str, what: str) -> str:
     return value
 
 
-async def city_detail(request: web.Request) -> web.Response:
+async def city_detail(request: web.Request) -> Answer:
     _, problems = _parse(request, (), paged=False)
     log_id = _path_id(request, "log_id", "a log id")
     if problems:
         raise InvalidParams(problems)
     row = await _read(request, lambda s: queries.city(s, log_id, _membership(request, s)))
-    return json_answer(request, row)
+    return json_answer(row)
 
 
-async def summary(request: web.Request) -> web.Response:
+async def summary(request: web.Request) -> Answer:
     values, problems = _parse(request, (P_AS_OF,), paged=False)
     if problems:
         raise InvalidParams(problems)
@@ -525,22 +551,23 @@ async def summary(request: web.Request) -> web.Response:
         return out
 
     # Membership and the digest follow the logs and evidence held, which the view state covers.
-    return json_answer(request, await _read(request, lambda s: memo.get(s, ("summary", as_of), lambda: compute(s))))
+    return json_answer(await _read(request, lambda s: memo.get(s, ("summary", as_of), lambda: compute(s))))
 
 
-async def event(request: web.Request) -> web.Response:
+async def event(request: web.Request) -> Answer:
     _, problems = _parse(request, (), paged=False)
     entry_id = _path_id(request, "id", "an entry id")
     if problems:
         raise InvalidParams(problems)
-    return json_answer(request, await _read(request, lambda s: queries.event(s, entry_id)))
+    tiles, checkpoints = request.app[API_TILES], request.app[API_CHECKPOINTS]
+    return json_answer(_read_now(request, lambda s: queries.event(s, entry_id, tiles=tiles, checkpoints=checkpoints)))
 
 
-async def openapi(request: web.Request) -> web.Response:
+async def openapi(request: web.Request) -> Answer:
     _, problems = _parse(request, (), paged=False)
     if problems:
         raise InvalidParams(problems)
-    return json_answer(request, openapi_document())
+    return json_answer(openapi_document())
 
 
 async def preflight(request: web.Request) -> web.Response:
@@ -550,28 +577,58 @@ async def preflight(request: web.Request) -> web.Response:
 # -- errors and CORS -----------------------------------------------------------------
 
 
-def _guard(handler: Callable[[web.Request], Awaitable[web.Response]]):
-    """Answer InvalidParams here, naming each parameter; other errors go to the app's middleware."""
+def _endpoint(handler: Callable[[web.Request], Awaitable[Answer]]):
+    """Answer from the response cache when it holds this request's answer; else run the
+    handler and keep what it answers. Answer InvalidParams here, naming each parameter;
+    other errors go to the app's middleware (errors are never kept)."""
 
-    async def guarded(request: web.Request) -> web.Response:
-        try:
-            return await handler(request)
-        except InvalidParams as exc:
-            from node.app import problem  # the one problem shape; imported late (node.app imports us)
+    async def endpoint(request: web.Request) -> web.Response:
+        cache = request.app[API_RESPONSES]
+        # The raw path and query as sent, the day (the default as_of) and the database's
+        # state, read before the handler's snapshot: an answer is never kept under a state
+        # older than the one it was computed from (see docs/operating.md).
+        key = (request.raw_path, _today(), request.app[WATCHER].state())
+        answer = cache.peek(key)
+        if answer is None:
+            try:
+                answer = await handler(request)
+            except InvalidParams as exc:
+                from node.app import problem  # the one problem shape; imported late (node.app imports us)
 
-            metrics = request.app.get(METRICS)
-            if metrics is not None:
-                metrics.errors.labels(type(exc).__name__).inc()
-            return problem(
-                exc.status, exc.title, str(exc),
-                **{"invalid-params": [{"name": n, "reason": r} for n, r in exc.problems]},
-            )
+                metrics = request.app.get(METRICS)
+                if metrics is not None:
+                    metrics.errors.labels(type(exc).__name__).inc()
+                return problem(
+                    exc.status, exc.title, str(exc),
+                    **{"invalid-params": [{"name": n, "reason": r} for n, r in exc.problems]},
+                )
+            cache.put(key, answer, len(answer.body) + len(key[0]) + ANSWER_OVERHEAD)
+        return answer.respond(request)
 
-    return guarded
+    return endpoint
 
 
 API_PATHS = web.AppKey("api_paths", frozenset)
+#: Aggregates over the whole view (list totals, the summary), per view state.
 API_MEMO = web.AppKey("api_memo", queries.Memo)
+#: Encoded answers, per raw path and query, day and database state.
+API_RESPONSES = web.AppKey("api_responses", queries.Memo)
+#: Hashes inside tiles, for inclusion proofs (``node.queries._TileReader``).
+API_TILES = web.AppKey("api_tiles", queries.Memo)
+#: Checkpoints whose signature was verified, per signed note and key.
+API_CHECKPOINTS = web.AppKey("api_checkpoints", queries.Memo)
+
+#: Bounds of the response cache: answers kept, and the bytes they may hold in all
+#: (an answer over an eighth of that, e.g. a large CSV, is not kept).
+RESPONSE_CACHE_ANSWERS = 4096
+RESPONSE_CACHE_BYTES = 64 * 2**20
+#: What one kept answer costs besides its body (key, headers, bookkeeping), roughly.
+ANSWER_OVERHEAD = 600
+#: Tiles whose inner hashes are kept: ~1.2 KiB per full tile of 256 entries with its key,
+#: so the byte bound holds about 7 million entries' worth.
+TILE_CACHE_TILES = 65_536
+TILE_CACHE_BYTES = 32 * 2**20
+CHECKPOINT_CACHE = 4096
 
 
 async def _cors(request: web.Request, response: web.StreamResponse) -> None:
@@ -586,7 +643,7 @@ async def _cors(request: web.Request, response: web.StreamResponse) -> None:
 def add_routes(app: web.Application) -> None:
     paths = []
     for endpoint in LISTS:
-        app.router.add_get(endpoint.path, _guard(list_handler(endpoint)))
+        app.router.add_get(endpoint.path, _endpoint(list_handler(endpoint)))
         paths.append(endpoint.path)
     for path, handler in (
         ("/v1/cities/{log_id}", city_detail),
@@ -594,12 +651,15 @@ def add_routes(app: web.Application) -> None:
         ("/v1/events/{id}", event),
         ("/v1/openapi.json", openapi),
     ):
-        app.router.add_get(path, _guard(handler))
+        app.router.add_get(path, _endpoint(handler))
         paths.append(path)
     for path in paths:
         app.router.add_route("OPTIONS", path, preflight)
     app[API_PATHS] = frozenset(paths)
     app[API_MEMO] = queries.Memo()
+    app[API_RESPONSES] = queries.Memo(RESPONSE_CACHE_ANSWERS, max_bytes=RESPONSE_CACHE_BYTES)
+    app[API_TILES] = queries.Memo(TILE_CACHE_TILES, max_bytes=TILE_CACHE_BYTES)
+    app[API_CHECKPOINTS] = queries.Memo(CHECKPOINT_CACHE)
     app.on_response_prepare.append(_cors)
 
 

@@ -31,6 +31,8 @@ WATCHER = web.AppKey("watcher", "HeadWatcher")
 FEDERATION = web.AppKey("federation", "Federation")
 GOSSIP = web.AppKey("gossip", bool)
 METRICS = web.AppKey("metrics", "Metrics")
+#: A read-only store used only on the event loop's thread (the head watcher's).
+LOOP_STORE = web.AppKey("loop_store", Store)
 
 #: How long a database read may take before the request is answered 503.
 READ_TIMEOUT_S = 10.0
