@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ENDPOINTS = {"pledges_filter", "pledges_by_time", "summary", "event"}
-POSITIVE = ("rps", "p50_ms", "p99_ms", "requests", "mean_bytes", "first_request_ms", "server_cpu_us_per_request")
+ENDPOINTS = {"pledges_filter", "pledges_by_time", "summary", "event", "event_unseen"}
+POSITIVE = ("rps", "p50_ms", "p99_ms", "requests", "mean_bytes", "first_request_ms", "server_cpu_us_per_request",
+            "client_cpu_us_per_request")
 
 
 @pytest.mark.slow
