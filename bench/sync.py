@@ -5,6 +5,7 @@ Run from the repository root with the dev venv::
     python bench/sync.py             # the full run (about 10 minutes on 2 cores)
     python bench/sync.py --quick     # small counts, < 30 s (what the smoke test runs)
     python bench/sync.py --profile   # also sync the 100k log under cProfile (both threads)
+    python bench/sync.py --no-variants   # skip the Syncer variants (about 3 minutes less)
 
 Prints ONE JSON object; every figure in it was measured in the same run, on
 this machine, so each rate has its baseline beside it. A cut of a full run
@@ -35,10 +36,13 @@ What is measured, and why that way:
    verifier key. Cases: (a) one log of 1M entries, (b) 200 logs of 5k, and a
    smaller log (100k) that shows whether memory grows with the log.
 3. End to end: entries per second from the first request to the last commit.
-   The process's time is split into waiting on the peer (per kind of
-   request), verifying bundles, and the database thread (write transactions,
-   each with an fsync: ``synchronous=FULL``); the server's and the syncer's
-   CPU seconds come from /proc schedstat.
+   The syncer fetches bundles ahead while it verifies one and writes a batch,
+   so its time does not split into a sum: the event loop's wall time splits
+   into verifying bundles, other work and idle (blocked in its selector,
+   waiting on the peer or the database thread), and beside it the database
+   thread's time on sync's work (write transactions, each with an fsync:
+   ``synchronous=FULL``). The server's and the syncer's CPU seconds come from
+   /proc schedstat.
 4. Wire bytes: the Fetcher's own count (Content-Length of each response:
    compressed, as aiohttp asks for gzip/deflate) against the raw bytes stored:
    entry bytes only (checkpoint, tiles and entry bundles on the wire), and
@@ -47,16 +51,14 @@ What is measured, and why that way:
    sends them (uncompressed), framing split, each entry and body decoded with
    msgpack and hashed with SHA-256, inserted into the same ``entries`` table,
    all in ONE transaction. Beside it the work sync must do on CPU: the
-   protocol's strict decoding, body check, Merkle tree and tile hashes, in one
-   transaction and in one transaction per 256-entry bundle (what the syncer
-   commits), which prices the per-bundle transaction.
-6. Prototypes (skip with ``--no-prototypes``): a subclass of ``Syncer`` with
-   each candidate fix switchable (fetch the next bundles while one is
-   verified and written; commit several bundles per transaction; no level-0
-   tiles; bodies checked by size and hash only), and the node's syncer asking
-   for uncompressed answers (the price of compression on the server), one at
-   a time and all together, on the smaller log, in interleaved rounds: what
-   each fix would buy, measured without changing ``node/``.
+   protocol's strict decoding, body size and hash check, Merkle tree and tile
+   hashes, in one transaction and in one transaction per 256-entry bundle,
+   which prices a transaction per bundle.
+6. Variants (skip with ``--no-variants``): the node's own ``Syncer`` with one
+   setting changed in the worker process (one bundle in flight instead of
+   prefetching; one transaction per bundle instead of a batch), and asking
+   for uncompressed answers (the price of compression on both sides), on the
+   smaller log, in interleaved rounds: what each measure buys.
 7. The network view: ``serve`` indexes every entry it holds into its view
    tables. The source is indexed before it is served (else the server would
    do it in the background during the measurements), which gives the view's
@@ -77,7 +79,6 @@ import contextlib
 import cProfile
 import hashlib
 import io
-import itertools
 import json
 import os
 import pstats
@@ -105,20 +106,18 @@ import msgpack  # noqa: E402
 from bench.node import ENV, NETWORK, Server, body_pool, cpu_s, read_status, seed_for, write_log  # noqa: E402
 from node.local import init_node, load_registry  # noqa: E402
 from node.store import Store  # noqa: E402
+import node.sync as node_sync  # noqa: E402
 from node.sync import Fetcher, Member, Syncer  # noqa: E402
 from protocol.entry import entry_id, log_id  # noqa: E402
-from protocol.entry import check_body, check_body_hash, decode_entry  # noqa: E402
+from protocol.entry import check_body_hash, decode_entry  # noqa: E402
 from protocol.keys import parse_verifier_key  # noqa: E402
 from protocol.merkle import EMPTY_ROOT, CompactTree  # noqa: E402
-from protocol.errors import ProtocolError  # noqa: E402
 from protocol.tiles import (  # noqa: E402
     TILE_WIDTH,
     Tile,
     bundle_tiles,
     decode_bundle,
     encode_bundle,
-    full_tile_hash,
-    tile_path,
 )
 
 SHARE_TARGET = 0.5
@@ -135,11 +134,11 @@ class Sizes:
     many_size: int  # ... of this many entries each
     small: int  # one smaller log: memory must not grow with the log
     body_pool: int
-    prototype_rounds: int
+    variant_rounds: int
 
 
-FULL = Sizes(big=1_000_000, many_logs=200, many_size=5_000, small=100_000, body_pool=4_000, prototype_rounds=3)
-QUICK = Sizes(big=20_000, many_logs=20, many_size=1_000, small=5_000, body_pool=1_000, prototype_rounds=1)
+FULL = Sizes(big=1_000_000, many_logs=200, many_size=5_000, small=100_000, body_pool=4_000, variant_rounds=3)
+QUICK = Sizes(big=20_000, many_logs=20, many_size=1_000, small=5_000, body_pool=1_000, variant_rounds=1)
 
 
 # -- the source store -----------------------------------------------------------
@@ -294,160 +293,34 @@ class TimedSyncer(Syncer):
             self.phase_s["verify"] += time.perf_counter() - start
 
 
-class FastSyncer(TimedSyncer):
-    """Prototype of the fixes, each switchable, to measure what each buys (not for node/).
-
-    - ``depth``: fetch the next bundles (entries and bodies at once) while this
-      one is verified and written.
-    - ``batch``: commit this many bundles per transaction.
-    - ``leaf_tiles=False``: do not fetch level-0 tiles. The leaf hashes are
-      computed from the entries anyway; 256 of them must reduce to the slot of
-      the verified level-1 tile (``full_tile_hash``), exactly the check that
-      ``PeerTree`` makes when it accepts a level-0 tile. Only the last,
-      partial bundle uses its level-0 edge tile, already fetched with the
-      edges. Saves one request and 32 bytes per entry.
-    - ``decode_bodies=False``: check a body by its size and SHA-256 only (what
-      makes it the entry's body); ``check_body`` also decodes it strictly,
-      and sync discards the result.
-
-    Every other check is Syncer's, in the same order per bundle; the final
-    root must equal the city-signed one before the last commit.
-    """
-
-    def __init__(self, store: Store, *, depth: int = 1, batch: int = 1, leaf_tiles: bool = True,
-                 decode_bodies: bool = True, **kwargs) -> None:
-        super().__init__(store, **kwargs)
-        self.depth, self.batch = depth, batch
-        self.leaf_tiles, self.decode_bodies = leaf_tiles, decode_bodies
-
-    def _verify_fast(self, member, bundle, expected, entries_data, bodies_data, parent_hash):
-        from node.sync import BadRelay
-
-        start = time.perf_counter()
-        try:
-            entries = decode_bundle(entries_data, count=bundle.width)
-            bodies = decode_bundle(bodies_data, count=bundle.width) if bodies_data is not None else None
-            leaves = [entry_id(e) for e in entries]
-            if expected is None:
-                # tlog-tiles: a full level-0 tile reduces to its slot in the verified level-1 tile.
-                if full_tile_hash(b"".join(leaves)) != parent_hash:
-                    raise BadRelay(f"{member.origin}: bundle {bundle.index} does not match its parent tile")
-            elif leaves != expected:
-                raise BadRelay(f"{member.origin}: bundle {bundle.index} does not match its tile")
-            records = []
-            for leaf, entry, body in zip(leaves, entries, bodies or [b""] * len(entries), strict=True):
-                try:
-                    decoded = decode_entry(entry)
-                except ProtocolError:
-                    decoded = None
-                if body and decoded is not None:
-                    if self.decode_bodies:
-                        check_body(decoded, body)
-                    else:
-                        try:
-                            check_body_hash(decoded, body)
-                        except ProtocolError as exc:
-                            raise BadRelay(f"{member.origin}: a body of bundle {bundle.index}: {exc}") from exc
-                records.append((leaf, entry, body or None))
-            return records
-        finally:
-            self.phase_s["verify"] += time.perf_counter() - start
-
-    async def _fetch_entries(self, fetcher, member, local, signed, tree):
-        from node.sync import MAX_BUNDLE_BYTES, BadRelay, PeerError, SyncOutcome
-
-        cp = signed.checkpoint
-        compact = await self._db(lambda s: CompactTree.from_reader(local.size, s.reader(local.lid)))
-        prefix = f"/v1/logs/{member.log_id}/"
-        start_wire = fetcher.wire_bytes
-        tile_lock = asyncio.Lock()  # PeerTree fetches parents on demand: one walker at a time
-
-        async def fetch(bundle: Tile):
-            async with tile_lock:
-                if self.leaf_tiles or not bundle.is_full:
-                    expected, parent_hash = await tree.ensure(0, bundle.index), None
-                else:
-                    parent = await tree.ensure(1, bundle.index // TILE_WIDTH)
-                    expected, parent_hash = None, parent[bundle.index % TILE_WIDTH]
-            path = tile_path(bundle)
-            entries_data, bodies_data = await asyncio.gather(
-                fetcher.get(prefix + path, limit=MAX_BUNDLE_BYTES),
-                fetcher.get(prefix + "bodies/" + path.removeprefix("tile/entries/"), limit=MAX_BUNDLE_BYTES),
-            )
-            if entries_data is None:
-                raise BadRelay(f"{member.origin}: bundle {path} missing although its checkpoint covers it")
-            return bundle, expected, parent_hash, entries_data, bodies_data
-
-        def commit(records, nodes, size, root, done):
-            def write(store: Store) -> None:
-                with store.write():
-                    now = store.log(member.log_id)
-                    if now.size != size - len(records):
-                        raise PeerError(f"{member.origin}: log changed under this sync; retrying later")
-                    store.insert_entries(now.lid, now.size, records, nodes)
-                    store.set_head(now.lid, size=size, root=root,
-                                   checkpoint=signed.note if done else now.checkpoint,
-                                   pending=None if done else signed.note,
-                                   updated_ms=time.time_ns() // 1_000_000)
-            return asyncio.ensure_future(self._db(write))
-
-        todo = iter(bundle_tiles(cp.size, old_size=local.size))
-        queue: collections.deque[asyncio.Future] = collections.deque(
-            asyncio.ensure_future(fetch(b)) for b in itertools.islice(todo, self.depth))
-        fetched, in_batch = 0, 0
-        records_out: list = []
-        nodes_out: list = []
-        write: asyncio.Future | None = None
-        try:
-            while queue:
-                bundle, expected, parent_hash, entries_data, bodies_data = await queue.popleft()
-                following = next(todo, None)
-                if following is not None:
-                    queue.append(asyncio.ensure_future(fetch(following)))
-                records = self._verify_fast(member, bundle, expected, entries_data, bodies_data, parent_hash)
-                records = records[max(0, compact.size - bundle.index * TILE_WIDTH):]
-                for leaf, _, _ in records:
-                    nodes_out.extend(compact.append(leaf))
-                records_out.extend(records)
-                fetched += len(records)
-                in_batch += 1
-                if bundle.is_full:
-                    tree.forget(0, bundle.index)
-                done = compact.size == cp.size
-                if done and compact.root() != cp.root:
-                    raise BadRelay(f"{member.origin}: entries do not rebuild the city-signed root")
-                if in_batch >= self.batch or done:
-                    if write is not None:
-                        await write  # one transaction in flight: commits stay in order
-                    write = commit(records_out, nodes_out, compact.size, compact.root(), done)
-                    records_out, nodes_out, in_batch = [], [], 0
-            if write is not None:
-                await write
-        finally:
-            for future in queue:
-                future.cancel()
-        return SyncOutcome(log_id=member.log_id, state="grew", size=cp.size, fetched=fetched,
-                           wire_bytes=fetcher.wire_bytes - start_wire)
-
-
-#: The node's syncer and the prototypes: one fix at a time, then all together.
-#: ``identity``: the client asks for uncompressed responses (prices the server's deflate).
-PROTOTYPES: dict[str, dict] = {
+#: The node's own Syncer, with one of its settings changed at a time (in the worker process
+#: only): what each measure buys, on the real code. ``identity``: the client asks for
+#: uncompressed answers (prices compression on both sides).
+VARIANTS: dict[str, dict] = {
     "node": {},
     "node_uncompressed": {"identity": True},
-    "pipelined": {"depth": 8},
-    "batched": {"batch": 16},
-    "no_leaf_tiles": {"leaf_tiles": False},
-    "hash_only_bodies": {"decode_bodies": False},
-    "all_fixes": {"depth": 8, "batch": 16, "leaf_tiles": False, "decode_bodies": False},
+    "no_prefetch": {"settings": {"PREFETCH_BUNDLES": 1}},
+    "commit_per_bundle": {"settings": {"COMMIT_BUNDLES": 1}},
 }
 
 
-def make_syncer(name: str, store: Store, executor: ThreadPoolExecutor) -> TimedSyncer:
-    options = {k: v for k, v in PROTOTYPES[name].items() if k != "identity"}
-    if not options:
-        return TimedSyncer(store, executor=executor)
-    return FastSyncer(store, executor=executor, **options)
+class LoopIdle:
+    """Seconds the event loop spent blocked in its selector: waiting on the peer or the
+    database thread, with nothing else to run (the rest of the wall time it was busy)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.idle_s = 0.0
+        selector = loop._selector  # noqa: SLF001 (instrumentation only)
+        select = selector.select
+
+        def timed(timeout=None):
+            start = time.perf_counter()
+            try:
+                return select(timeout)
+            finally:
+                self.idle_s += time.perf_counter() - start
+
+        selector.select = timed
 
 
 class ThreadProfiles:
@@ -511,11 +384,14 @@ async def _sync(spec: dict) -> dict:
     profiles = ThreadProfiles() if spec.get("profile") else None
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-db",
                                   initializer=profiles.db.enable if profiles else None)
-    syncer = make_syncer(spec["syncer"], node.store, executor)
+    variant = VARIANTS[spec["syncer"]]
+    for name, value in variant.get("settings", {}).items():
+        setattr(node_sync, name, value)
+    syncer = TimedSyncer(node.store, executor=executor)
     try:
         wire: collections.Counter[str] = collections.Counter()
-        # identity: what compression costs the server (aiohttp asks for gzip/deflate by default).
-        headers = {"Accept-Encoding": "identity"} if PROTOTYPES[spec["syncer"]].get("identity") else None
+        # identity: what compression costs (aiohttp asks for gzip/deflate by default).
+        headers = {"Accept-Encoding": "identity"} if variant.get("identity") else None
         async with aiohttp.ClientSession(trace_configs=[wire_trace(wire)], headers=headers) as session:
             async with session.get(spec["url"] + "/healthz") as response:  # connected before the clock starts
                 await response.read()
@@ -524,6 +400,7 @@ async def _sync(spec: dict) -> dict:
             rss_start = read_status()
             if profiles:
                 profiles.loop.enable()
+            idle = LoopIdle(asyncio.get_running_loop())
             cpu0, start = cpu_s(), time.perf_counter()
             fetched = 0
             for member in members:
@@ -531,7 +408,7 @@ async def _sync(spec: dict) -> dict:
                 if outcome.state != "grew":
                     raise RuntimeError(f"sync of {member.origin}: {outcome.state}, expected grew")
                 fetched += outcome.fetched
-            elapsed, cpu = time.perf_counter() - start, cpu_s() - cpu0
+            elapsed, cpu, idle_s = time.perf_counter() - start, cpu_s() - cpu0, idle.idle_s
             if profiles:
                 profiles.stop(executor)
             rss_end = read_status()
@@ -543,14 +420,13 @@ async def _sync(spec: dict) -> dict:
         node.close()
     for kind in ("checkpoint", "tiles", "entries", "bodies"):
         fetcher.requests.setdefault(kind, 0)
-    waited = sum(fetcher.wait_s.values())
     result = {
         "entries": count, "fetched": fetched, "elapsed_s": elapsed, "cpu_s": cpu,
         "entry_bytes": entry_bytes, "body_bytes": body_bytes,
         "requests": dict(fetcher.requests), "wire": dict(wire), "raw": dict(fetcher.raw),
         "wire_bytes": fetcher.wire_bytes,
         "refetched_paths": sum(n - 1 for n in fetcher.paths.values() if n > 1),
-        "wait_s": dict(fetcher.wait_s), "phase_s": {**syncer.phase_s, "fetch": waited},
+        "wait_s": dict(fetcher.wait_s), "phase_s": dict(syncer.phase_s), "loop_idle_s": idle_s,
         "rss_start_mb": rss_start["VmRSS"], "rss_end_mb": rss_end["VmRSS"], "rss_peak_mb": rss_end["VmHWM"],
     }
     if profiles:
@@ -602,7 +478,8 @@ def _ceiling(spec: dict) -> dict:
                     conn.executemany(_INSERT, rows)
 
     def protocol_work(store: Store, per_bundle: bool) -> None:
-        """decode_entry (strict), check_body, leaf hash, CompactTree, tile hashes, head: as Syncer."""
+        """decode_entry (strict), check_body_hash, leaf hash, CompactTree, tile hashes, head: as
+        Syncer, except that it adds leaves one at a time (Syncer adds a full bundle as one node)."""
         whole = contextlib.nullcontext() if per_bundle else store.write()
         each = store.write if per_bundle else contextlib.nullcontext
         with whole:
@@ -616,7 +493,7 @@ def _ceiling(spec: dict) -> dict:
                     for entry, body in zip(decode_bundle(entries_data, count=tile.width),
                                            decode_bundle(bodies_data, count=tile.width), strict=True):
                         leaf = entry_id(entry)
-                        check_body(decode_entry(entry), body)
+                        check_body_hash(decode_entry(entry), body)
                         nodes.extend(tree.append(leaf))
                         records.append((leaf, entry, body))
                     with each():
@@ -693,7 +570,7 @@ def _summary(case: Case, sync: dict, ceiling: dict, server_cpu: float) -> dict:
     rate = n / sync["elapsed_s"]
     ceiling_rate = ceiling["entries"] / ceiling["minimal_s"]
     phases = sync["phase_s"]
-    other = sync["elapsed_s"] - sum(phases.values())
+    busy = sync["elapsed_s"] - sync["loop_idle_s"]
     return {
         "entries": n,
         "logs": len(case.origins),
@@ -713,8 +590,14 @@ def _summary(case: Case, sync: dict, ceiling: dict, server_cpu: float) -> dict:
         "raw_bytes_by_kind": raw,
         "requests": sync["requests"],
         "refetched_paths": sync["refetched_paths"],
-        "time_split_s": {**{k: round(v, 2) for k, v in phases.items()}, "other": round(other, 2)},
+        "time_split_s": {"loop_verify": round(phases["verify"], 2), "loop_other": round(busy - phases["verify"], 2),
+                         "loop_idle": round(sync["loop_idle_s"], 2), "db_thread": round(phases["db"], 2)},
+        "time_split_note": "the event loop's wall time: verifying bundles, other work (HTTP, tree, "
+                           "batching), idle (waiting on the peer or the database thread); beside it, "
+                           "overlapping, the database thread's time on sync's work",
         "wait_by_kind_s": {k: round(v, 2) for k, v in sync["wait_s"].items()},
+        "wait_by_kind_note": "summed request latencies per kind; requests overlap, so these add up to more "
+                             "than the wall time",
         "syncer_cpu_us_per_entry": round(sync["cpu_s"] / n * 1e6, 1),
         "server_cpu_us_per_entry": round(server_cpu / n * 1e6, 1),
         "rss_start_mb": round(sync["rss_start_mb"], 1),
@@ -728,7 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts: the whole run in < 30 s")
     parser.add_argument("--profile", action="store_true",
                         help="also sync the small log once more under cProfile (both threads)")
-    parser.add_argument("--no-prototypes", action="store_true", help="skip the prototype syncers")
+    parser.add_argument("--no-variants", action="store_true",
+                        help="skip the node's Syncer with one setting changed at a time")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -770,47 +654,50 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "entries_per_s_profiled": round(sync["entries"] / sync["elapsed_s"]),
                     **sync["profile"],
                 }
-            if not args.no_prototypes:
-                # Interleaved rounds, median per prototype: neighbours on a shared machine move
-                # a few-second sync by tens of percent, and each round sees the same neighbours.
-                runs: dict[str, list[dict]] = {name: [] for name in PROTOTYPES}
-                for round_ in range(sizes.prototype_rounds):
-                    for name in PROTOTYPES:
-                        spec = {"mode": "sync", "url": server.url, "members": members, "syncer": name,
-                                "data": str(work / f"proto-{name}-{round_}")}
-                        cpu0 = server.cpu_s()
-                        sync = run_worker(spec, work)
-                        server_cpu = server.cpu_s() - cpu0
-                        n = sync["entries"]
-                        runs[name].append({
-                            "entries_per_s": n / sync["elapsed_s"],
-                            "syncer_cpu_us_per_entry": sync["cpu_s"] / n * 1e6,
-                            "server_cpu_us_per_entry": server_cpu / n * 1e6,
-                            "requests": sum(sync["requests"].values()),
-                            "wire_per_raw_byte_with_bodies": sync["wire_bytes"] / (sync["entry_bytes"]
-                                                                                   + sync["body_bytes"]),
-                        })
-                protos = {}
-                for name, rounds in runs.items():
-                    protos[name] = {key: round(statistics.median(r[key] for r in rounds), 3 if "wire" in key else 1)
-                                    for key in rounds[0]}
-                    protos[name]["entries_per_s"] = round(protos[name]["entries_per_s"])
-                    protos[name]["entries_per_s_rounds"] = [round(r["entries_per_s"]) for r in rounds]
-                    protos[name]["speedup"] = round(protos[name]["entries_per_s"] / protos["node"]["entries_per_s"], 2)
-                    protos[name]["share_of_ceiling"] = round(
-                        protos[name]["entries_per_s"] / result["small_log"]["ceiling_entries_per_s"], 3)
-                result["prototypes"] = {
-                    "shape": f"the small log ({small.size} entries), each in a fresh process; median of "
-                             f"{sizes.prototype_rounds} interleaved rounds; speedup over node, share of the "
-                             "small log's ceiling",
-                    "options": {name: options or "node.sync.Syncer as it is" for name, options in PROTOTYPES.items()},
-                    **protos,
-                }
+            if not args.no_variants:
+                result["variants"] = _variants(server, members, sizes, work, result["small_log"])
     result.update(_targets(result))
     result["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _variants(server: Server, members: list, sizes: Sizes, work: Path, small: dict) -> dict:
+    """Each variant of the node's Syncer on the small log, in interleaved rounds, median per variant:
+    neighbours on a shared machine move a few-second sync by tens of percent, and each round sees
+    the same neighbours."""
+    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    for round_ in range(sizes.variant_rounds):
+        for name in VARIANTS:
+            spec = {"mode": "sync", "url": server.url, "members": members, "syncer": name,
+                    "data": str(work / f"variant-{name}-{round_}")}
+            cpu0 = server.cpu_s()
+            sync = run_worker(spec, work)
+            server_cpu = server.cpu_s() - cpu0
+            n = sync["entries"]
+            runs[name].append({
+                "entries_per_s": n / sync["elapsed_s"],
+                "syncer_cpu_us_per_entry": sync["cpu_s"] / n * 1e6,
+                "server_cpu_us_per_entry": server_cpu / n * 1e6,
+                "requests": sum(sync["requests"].values()),
+                "wire_per_raw_byte_with_bodies": sync["wire_bytes"] / (sync["entry_bytes"] + sync["body_bytes"]),
+            })
+    out: dict = {
+        "shape": f"the small log ({small['entries']} entries), each in a fresh process; median of "
+                 f"{sizes.variant_rounds} interleaved rounds; speedup over node, share of the small log's ceiling",
+        "options": {name: options or "node.sync.Syncer as it is" for name, options in VARIANTS.items()},
+    }
+    for name, rounds in runs.items():
+        figures = {key: round(statistics.median(r[key] for r in rounds), 3 if "wire" in key else 1)
+                   for key in rounds[0]}
+        figures["entries_per_s"] = round(figures["entries_per_s"])
+        figures["entries_per_s_rounds"] = [round(r["entries_per_s"]) for r in rounds]
+        out[name] = figures
+    for name in runs:
+        out[name]["speedup"] = round(out[name]["entries_per_s"] / out["node"]["entries_per_s"], 2)
+        out[name]["share_of_ceiling"] = round(out[name]["entries_per_s"] / small["ceiling_entries_per_s"], 3)
+    return out
 
 
 def _targets(result: dict) -> dict:

@@ -169,7 +169,9 @@ class PeerTree:
         self._tiles: dict[tuple[int, int], list[bytes]] = {}
 
     async def load_edges(self) -> None:
-        tiles = {t: await self._fetch_tile(t) for t in edge_tiles(self.size)}
+        edges = edge_tiles(self.size)
+        # One round trip for all of them, not one per level.
+        tiles = dict(zip(edges, await asyncio.gather(*(self._fetch_tile(t) for t in edges)), strict=True))
         try:
             root = root_from_edge_tiles(self.size, tiles)
         except ProtocolError as exc:

@@ -69,11 +69,14 @@ def test_bench_sync_quick_prints_every_figure(tmp_path):
     for key in SYNC_TARGETS:
         assert isinstance(result["targets"][key]["target_met"], bool), key
     assert isinstance(result["target_met"], bool)
-    prototypes = result["prototypes"]
-    for name in prototypes["options"]:
-        _positive(f"prototypes.{name}", prototypes[name]["entries_per_s"])
-    # Fetching no level-0 tiles must save requests, or the prototype does not do what it says.
-    assert prototypes["no_leaf_tiles"]["requests"] < prototypes["node"]["requests"]
+    variants = result["variants"]
+    for name in variants["options"]:
+        _positive(f"variants.{name}", variants[name]["entries_per_s"])
+    # Full bundles are checked against level-1 tiles: no level-0 tile is fetched but the edge one.
+    assert result["one_log"]["requests"]["tiles"] < result["one_log"]["requests"]["entries"] / 10
+    # Uncompressed answers must cost more bytes, or the variant does not do what it says.
+    node, plain = variants["node"], variants["node_uncompressed"]
+    assert plain["wire_per_raw_byte_with_bodies"] > node["wire_per_raw_byte_with_bodies"]
 
 
 @pytest.mark.slow
