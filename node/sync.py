@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -617,7 +618,7 @@ class Syncer:
             raise BadRelay(f"{member.origin}: bundle {bundle.index}: {exc}") from exc
         leaves = [entry_id(entry) for entry in entries]
         if expected is None:
-            if full_tile_hash(b"".join(leaves)) != parent_hash:
+            if _full_tile_hash(leaves) != parent_hash:
                 raise BadRelay(f"{member.origin}: bundle {bundle.index} does not match its level-1 tile")
         elif leaves != expected:
             bad = next(i for i, (a, b) in enumerate(zip(leaves, expected, strict=True)) if a != b)
@@ -644,6 +645,16 @@ class Syncer:
                 stored_body = body
             records.append((leaf, entry, stored_body))
         return records
+
+
+def _full_tile_hash(hashes: list[bytes]) -> bytes:
+    """What ``protocol.tiles.full_tile_hash`` computes for 256 hashes, pairwise level by level
+    (for a power of two that is RFC 9162's MTH; the reference recursion costs 60% more)."""
+    sha256 = hashlib.sha256
+    while len(hashes) > 1:
+        # RFC 9162 2.1.1: MTH(D[n]) = HASH(0x01 || MTH(D[0:k]) || MTH(D[k:n])), k = n/2 here
+        hashes = [sha256(b"\x01" + hashes[i] + hashes[i + 1]).digest() for i in range(0, len(hashes), 2)]
+    return hashes[0]
 
 
 def _opened_pending(local: LogState, member: Member) -> SignedCheckpoint | None:

@@ -269,3 +269,15 @@ async def test_bug_parent_tile_fetch_refetched_the_child_tile():
     assert await tree.ensure(0, 3) == leaves[3 * 256 : 4 * 256]
     assert sorted(asked) == sorted(set(asked))
     assert "tile/1/000" in asked and "tile/0/003" in asked
+
+
+def test_full_tile_hash_matches_the_protocol_reference():
+    import random
+
+    from node.sync import _full_tile_hash
+    from protocol.tiles import full_tile_hash
+
+    rng = random.Random(42)
+    for _ in range(20):
+        hashes = [rng.randbytes(32) for _ in range(256)]
+        assert _full_tile_hash(hashes) == full_tile_hash(b"".join(hashes))
