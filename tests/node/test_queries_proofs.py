@@ -1,4 +1,4 @@
-"""node.queries._TileReader: inclusion proofs from stored tile hashes, with tiles kept in a Memo.
+"""node.queries.inclusion_proof and _TileReader: proofs from stored tile hashes, tiles kept in a Memo.
 
 The reader must give exactly the proofs ``protocol.merkle`` computes from every
 leaf hash, for every tree shape (tiles full or partial, at the leaves and above),
@@ -13,7 +13,7 @@ import hashlib
 import pytest
 
 from node.errors import StorageError
-from node.queries import Memo, _TileReader
+from node.queries import Memo, _TileReader, inclusion_proof
 from protocol.merkle import LeafHashes, check_inclusion, prove_inclusion, root_of
 
 
@@ -49,8 +49,10 @@ def test_every_proof_equals_the_proof_from_all_leaves(size):
     indexes = range(size) if size <= 600 else range(0, size, 7)
     for _ in range(2):  # tiles rebuilt, then kept
         for i in indexes:
-            proof = prove_inclusion(i, size, _TileReader(store, 1, size, root, tiles))
-            assert proof == prove_inclusion(i, size, reference), i
+            expected = prove_inclusion(i, size, reference)
+            assert prove_inclusion(i, size, _TileReader(store, 1, size, root, tiles)) == expected, i
+            proof = inclusion_proof(store, 1, i, size, root, tiles)
+            assert proof == expected, i
             check_inclusion(leaf=hashes[i], index=i, size=size, root=root, proof=proof)
     # Without a memo (or a root), the same proofs, only slower.
     for i in list(indexes)[:50]:
@@ -63,16 +65,18 @@ def test_a_tree_above_the_second_stored_level():
     store, reference, root = FakeStore(hashes), LeafHashes(hashes), root_of(hashes)
     tiles = Memo(1024)
     for i in [0, 1, 255, 256, 4097, 65_535, 65_536, 65_600, size - 1]:
-        assert prove_inclusion(i, size, _TileReader(store, 1, size, root, tiles)) == prove_inclusion(i, size, reference)
+        expected = prove_inclusion(i, size, reference)
+        assert prove_inclusion(i, size, _TileReader(store, 1, size, root, tiles)) == expected
+        assert inclusion_proof(store, 1, i, size, root, tiles) == expected
 
 
 def test_a_kept_tile_costs_one_short_read_per_proof():
     size = 5000
     store = FakeStore(leaves(size))
     root, tiles = root_of(leaves(size)), Memo(1024)
-    prove_inclusion(1000, size, _TileReader(store, 1, size, root, tiles))
+    inclusion_proof(store, 1, 1000, size, root, tiles)
     store.reads.clear()
-    prove_inclusion(1001, size, _TileReader(store, 1, size, root, tiles))
+    inclusion_proof(store, 1, 1001, size, root, tiles)
     assert store.reads == [(0, 992, 16)]  # the 16 leaves around it; everything else is kept
 
 
@@ -85,7 +89,7 @@ def test_a_growing_log_reuses_full_tiles_and_rebuilds_its_right_edge():
         grown.size = size
         root = root_of(hashes[:size])
         for i in (0, 300, 599, size - 1):
-            proof = prove_inclusion(i, size, _TileReader(grown, 1, size, root, tiles))
+            proof = inclusion_proof(grown, 1, i, size, root, tiles)
             assert proof == prove_inclusion(i, size, LeafHashes(hashes[:size])), (size, i)
 
 
@@ -96,8 +100,7 @@ def test_bug_a_tile_kept_before_a_truncation_is_never_used_after_it():
     for hashes in (before, after):
         store, root = FakeStore(hashes), root_of(hashes)
         for i in (10, 300, 599):
-            assert prove_inclusion(i, size, _TileReader(store, 1, size, root, tiles)) == \
-                prove_inclusion(i, size, LeafHashes(hashes))
+            assert inclusion_proof(store, 1, i, size, root, tiles) == prove_inclusion(i, size, LeafHashes(hashes))
 
 
 def test_a_stored_hash_that_does_not_match_its_tile_is_a_storage_error():
@@ -105,7 +108,7 @@ def test_a_stored_hash_that_does_not_match_its_tile_is_a_storage_error():
     store = FakeStore(leaves(size))
     store.corrupt[(8, 1)] = b"\x00" * 32  # the stored hash of the second full tile
     with pytest.raises(StorageError, match="do not hash to the stored level-8 hash"):
-        prove_inclusion(300, size, _TileReader(store, 1, size, root_of(leaves(size)), Memo(1024)))
+        inclusion_proof(store, 1, 300, size, root_of(leaves(size)), Memo(1024))
 
 
 def test_tiles_kept_are_bounded_by_bytes():
@@ -114,6 +117,6 @@ def test_tiles_kept_are_bounded_by_bytes():
     store, root = FakeStore(hashes), root_of(hashes)
     tiles = Memo(10_000, max_bytes=20_000)
     for i in range(0, size, 256):
-        prove_inclusion(i, size, _TileReader(store, 1, size, root, tiles))
+        inclusion_proof(store, 1, i, size, root, tiles)
     assert 0 < tiles.bytes <= 20_000
     assert len(tiles) < 40
