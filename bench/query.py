@@ -61,7 +61,9 @@ What is measured, and why that way:
 5. The same bounded load against both: N concurrent keep-alive connections
    for a fixed time per endpoint, every request's latency recorded;
    requests/s (200 answers only), p50 and p99, errors, and the server's CPU
-   per request (/proc schedstat).
+   per request (/proc schedstat). The time is cut into slices that alternate
+   between the sides (node, Datasette, node, ...), so load from other
+   processes on the machine weighs on both alike.
 
 The client shares the machine's cores with the server it loads (and the idle
 other server), so it is a lean one (``Client``): HTTP/1.1 on a raw asyncio
@@ -143,10 +145,13 @@ class Sizes:
     duration_s: float
     warmup_requests: int
     event_ids: int
+    slices: int  # duration_s is cut into this many alternating slices per side
 
 
-FULL = Sizes(cities=200, per_city=5_000, concurrency=8, duration_s=10.0, warmup_requests=64, event_ids=20_000)
-QUICK = Sizes(cities=20, per_city=500, concurrency=8, duration_s=2.0, warmup_requests=16, event_ids=2_000)
+FULL = Sizes(cities=200, per_city=5_000, concurrency=8, duration_s=10.0, warmup_requests=64, event_ids=20_000,
+             slices=5)
+QUICK = Sizes(cities=20, per_city=500, concurrency=8, duration_s=2.0, warmup_requests=16, event_ids=2_000,
+              slices=2)
 
 
 # -- the store -------------------------------------------------------------------------
@@ -744,21 +749,39 @@ class Client:
             conn.close()
 
 
+@dataclass(slots=True)
+class Sample:
+    """What one slice of load against one server gave."""
+
+    latencies: list[float]
+    statuses: collections.Counter
+    received: int
+    seconds: float
+    client_cpu_s: float
+    server_cpu_s: float = 0.0
+    first_ms: float | None = None
+    first_error: str | None = None
+
+
 async def load(base: str, paths: Callable[[random.Random], str], *, concurrency: int, duration_s: float,
-               warmup: int, seed: int) -> dict:
-    """``concurrency`` keep-alive connections for ``duration_s``; per-request latency of each GET."""
+               warmup: int, seed: int, first: bool = True) -> Sample:
+    """``concurrency`` keep-alive connections for ``duration_s``; per-request latency of each GET.
+    With ``first``, the first request is timed apart (the endpoint's cold answer)."""
     rng = random.Random(seed)
     latencies: list[float] = []
     statuses: collections.Counter[int] = collections.Counter()
     received = 0
     cap = 2_000_000  # a bound on the loop whatever the rate
     client = Client(base)
+    first_ms, first_error = None, None
     try:
         conns = [await client.connect() for _ in range(concurrency)]
-        first_start = time.perf_counter()
-        conns[0], first_status, body = await client.get(conns[0], paths(rng))  # cold: this endpoint's first answer
-        first_ms = (time.perf_counter() - first_start) * 1000
-        first_error = body[:300].decode(errors="replace") if first_status != 200 else None
+        if first:
+            first_start = time.perf_counter()
+            conns[0], first_status, body = await client.get(conns[0], paths(rng))
+            first_ms = (time.perf_counter() - first_start) * 1000
+            if first_status != 200:
+                first_error = f"{first_status}: {body[:300].decode(errors='replace')}"
         todo = iter(range(warmup))
 
         async def warm(i: int) -> None:
@@ -787,20 +810,29 @@ async def load(base: str, paths: Callable[[random.Random], str], *, concurrency:
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         client.close()
-    ok = statuses.get(200, 0)
-    latencies.sort()
+    return Sample(latencies, statuses, received, elapsed, cpu, first_ms=first_ms, first_error=first_error)
+
+
+def summarize(samples: Sequence[Sample]) -> dict:
+    latencies = sorted(x for s in samples for x in s.latencies)
+    statuses: collections.Counter[int] = sum((s.statuses for s in samples), collections.Counter())
+    ok, n = statuses.get(200, 0), len(latencies)
+    seconds = sum(s.seconds for s in samples)
+    first = samples[0]
     return {
-        "rps": round(ok / elapsed, 1),
+        "rps": round(ok / seconds, 1),
         "p50_ms": round(_percentile(latencies, 50) * 1000, 2),
         "p99_ms": round(_percentile(latencies, 99) * 1000, 2),
-        "requests": len(latencies),
-        "errors": len(latencies) - ok,
+        "requests": n,
+        "errors": n - ok,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "mean_bytes": round(received / max(1, len(latencies))),
-        "first_request_ms": round(first_ms, 2),
-        **({"first_request_error": f"{first_status}: {first_error}"} if first_error is not None else {}),
-        "seconds": round(elapsed, 2),
-        "client_cpu_us_per_request": round(cpu / max(1, len(latencies)) * 1e6),
+        "mean_bytes": round(sum(s.received for s in samples) / max(1, n)),
+        "first_request_ms": round(first.first_ms or 0.0, 2),
+        **({"first_request_error": first.first_error} if first.first_error is not None else {}),
+        "seconds": round(seconds, 2),
+        "slices": len(samples),
+        "server_cpu_us_per_request": round(sum(s.server_cpu_s for s in samples) / max(1, n) * 1e6),
+        "client_cpu_us_per_request": round(sum(s.client_cpu_s for s in samples) / max(1, n) * 1e6),
     }
 
 
@@ -811,26 +843,44 @@ def _percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[k]
 
 
-def run_load(server: Server, paths, sizes: Sizes, seed: int, profile: Path | None = None) -> dict:
+def run_slice(server: Server, paths, sizes: Sizes, seed: int, *, first: bool) -> Sample:
+    """One slice; the first of an endpoint times its cold request and warms up, later ones
+    only open their connections with one request each."""
+    cpu = server.cpu_s()
+    sample = asyncio.run(load(server.url, paths, concurrency=sizes.concurrency,
+                              duration_s=sizes.duration_s / sizes.slices,
+                              warmup=sizes.warmup_requests if first else sizes.concurrency, seed=seed, first=first))
+    sample.server_cpu_s = server.cpu_s() - cpu
+    return sample
+
+
+def run_pair(node: Server, ds: Server | None, node_paths, ds_paths, sizes: Sizes, seed: int,
+             profile: Path | None = None) -> tuple[dict, dict | None]:
+    """Both sides in alternating slices (node, Datasette, node, ...), each slice a fresh set of
+    connections, its warm-up and its share of ``duration_s``; the slices of one side are summed.
+    Whatever else runs on the machine then weighs on both sides alike, instead of on whichever
+    side happened to run while it did. Slice k asks both sides for the same paths."""
     spy = None
     if profile is not None:
-        spy = subprocess.Popen([str(profile), "record", "--pid", str(server.pid), "--rate", "200",
-                                "--format", "raw", "--duration", str(int(sizes.duration_s + 2)),
-                                "--output", str(server.log_path.with_suffix(".spy")), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen([str(profile), "record", "--pid", str(node.pid), "--rate", "200",
+                                "--format", "raw", "--duration", str(int(2 * sizes.duration_s + 4 * sizes.slices + 2)),
+                                "--output", str(node.log_path.with_suffix(".spy")), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-    cpu = server.cpu_s()
-    result = asyncio.run(load(server.url, paths, concurrency=sizes.concurrency, duration_s=sizes.duration_s,
-                              warmup=sizes.warmup_requests, seed=seed))
-    cpu = server.cpu_s() - cpu
-    result["server_cpu_us_per_request"] = round(cpu / max(1, result["requests"]) * 1e6)
+    ours, theirs = [], []
+    for k in range(sizes.slices):
+        ours.append(run_slice(node, node_paths, sizes, seed * 1000 + k, first=k == 0))
+        if ds is not None:
+            theirs.append(run_slice(ds, ds_paths, sizes, seed * 1000 + k, first=k == 0))
+    node_result = summarize(ours)
     if spy is not None:
         try:
-            spy.wait(timeout=sizes.duration_s + 60)
+            spy.wait(timeout=2 * sizes.duration_s + 60)
         except subprocess.TimeoutExpired:
             spy.kill()
             spy.wait()
-        result["profile"] = spy_summary(server.log_path.with_suffix(".spy"))
-    return result
+        node_result["profile"] = spy_summary(node.log_path.with_suffix(".spy"))
+    return node_result, summarize(theirs) if ds is not None else None
 
 
 def spy_summary(path: Path, top: int = 12) -> dict:
@@ -984,8 +1034,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "aiohttp": aiohttp.__version__, "cpus": os.cpu_count(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "method": (f"{sizes.concurrency} concurrent keep-alive loopback connections from one lean HTTP/1.1 "
-                   f"client (raw asyncio) in the bench process, {sizes.duration_s:g} s per endpoint and side after "
-                   f"{sizes.warmup_requests} warm-up requests (first, cold request timed apart); every "
+                   f"client (raw asyncio) in the bench process, {sizes.duration_s:g} s per endpoint and side in "
+                   f"{sizes.slices} slices alternating between the sides, after {sizes.warmup_requests} "
+                   "warm-up requests (first, cold request timed apart); every "
                    f"request's latency recorded; rps counts 200 answers only. The client shares the "
                    f"machine's {os.cpu_count()} cores with the server under load (the other server idles): "
                    "rates are lower bounds, the same for both sides. Lists ask for "
@@ -1043,12 +1094,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, (name, (node_path, ds_path)) in enumerate(endpoints(event_ids, ids, "events").items()):
             is_event = name.startswith("event")
             entry: dict = {"node_path": "/v1/events/{id}" if is_event else node_path(random.Random(0))}
-            entry["node"] = run_load(node, node_path, sizes, seed=i, profile=spy)
+            entry["node"], entry["datasette"] = run_pair(node, ds, node_path, ds_path, sizes, seed=i, profile=spy)
             if ds is not None:
                 entry["datasette_path"] = "/net/events/{id}.json" if is_event else ds_path(random.Random(0))
-                entry["datasette"] = run_load(ds, ds_path, sizes, seed=i)
-            else:
-                entry["datasette"] = None
             out[name] = entry
         result["endpoints"] = out
         result["loadavg_after_loads"] = [round(x, 2) for x in os.getloadavg()]
