@@ -293,13 +293,16 @@ class Syncer:
 
     async def _offer(self, fetcher: Fetcher, member: Member, signed: SignedCheckpoint) -> SyncOutcome:
         cp = signed.checkpoint
-        local = await self._db(lambda s: s.find_log(member.log_id))
-        if local is None:
-            local = await self._db(lambda s: self._register(s, member))
+
+        def held(store: Store) -> tuple[LogState, bool]:
+            # One trip to the database thread: it matters when syncing many small logs.
+            local = store.find_log(member.log_id) or self._register(store, member)
+            return local, member.log_id in store.evidence()
+
+        local, equivocating = await self._db(held)
         if local.verifier != str(member.verifier):
             raise NodeError(f"log {member.origin}: held under another key than the member's")
-        held = await self._db(lambda s: member.log_id in s.evidence())
-        if held:
+        if equivocating:
             return SyncOutcome(log_id=member.log_id, state="equivocation", size=local.size)
         held_cp = open_checkpoint(local.checkpoint, member.verifier).checkpoint if local.checkpoint else None
 
