@@ -2,26 +2,36 @@
 
 Run from the repository root with the dev venv::
 
-    python bench/sync.py             # the full run (about 10 minutes on 2 cores)
+    python bench/sync.py             # the full run (about 6 minutes on 2 cores)
     python bench/sync.py --quick     # small counts, < 30 s (what the smoke test runs)
     python bench/sync.py --profile   # also sync the 100k log under cProfile (both threads)
     python bench/sync.py --no-variants   # skip the Syncer variants (about 3 minutes less)
 
 Prints ONE JSON object; every figure in it was measured in the same run, on
 this machine, so each rate has its baseline beside it. A cut of a full run
-(2026-11-26, 2 cores; docs/scaling.md reads it); keys ending ``_note`` say
-what a figure divides by::
+(2026-11-26, 2 cores shared with other work, load 3.7 at the start; commit
+4d31030; docs/scaling.md reads it); keys ending ``_note`` say what a figure
+divides by::
 
-    {"store_bytes_per_entry": 470.4, "view_entries_per_s": 7785, "view_bytes_per_entry": 1051.1,
-     "one_log": {"entries": 1000000, "entries_per_s": 18147, "ceiling_entries_per_s": 72871,
-                 "share_of_ceiling": 0.249, "protocol_ceiling_entries_per_s": 39765,
-                 "wire_per_raw_entry_byte": 0.503, "wire_per_raw_byte_with_bodies": 0.318,
-                 "time_split_s": {"db": 15.67, "verify": 12.9, "fetch": 23.55, "other": 2.99},
-                 "syncer_cpu_us_per_entry": 22.5, "server_cpu_us_per_entry": 12.8,
-                 "rss_start_mb": 52.1, "rss_end_mb": 57.2, ...},
-     "many_logs": {"entries_per_s": 26739, "ceiling_entries_per_s": 112164, ...}, "small_log": {...},
-     "targets": {"share_of_ceiling": {"target": ">= 0.5", "value": 0.238, "target_met": false}, ...},
-     "prototypes": {"node": {"entries_per_s": 23582, ...}, "all_fixes": {"speedup": 1.9, ...}, ...}}
+    {"store_bytes_per_entry": 470.4, "view_entries_per_s": 10958, "view_bytes_per_entry": 1051.1,
+     "one_log": {"entries": 1000000, "entries_per_s": 70245, "ceiling_entries_per_s": 114115,
+                 "share_of_ceiling": 0.616, "protocol_ceiling_entries_per_s": 113023,
+                 "wire_per_raw_entry_byte": 0.316, "wire_per_raw_byte_with_bodies": 0.261,
+                 "requests": {"checkpoint": 1, "tiles": 18, "entries": 3907, "bodies": 3907},
+                 "time_split_s": {"loop_verify": 5.1, "loop_other": 5.26, "loop_idle": 3.87,
+                                  "db_thread": 12.36},
+                 "syncer_cpu_us_per_entry": 10.4, "server_cpu_us_per_entry": 5.4,
+                 "rss_start_mb": 52.3, "rss_end_mb": 62.3, ...},
+     "many_logs": {"entries_per_s": 75446, "ceiling_entries_per_s": 119831, "share_of_ceiling": 0.63, ...},
+     "small_log": {...},
+     "targets": {"share_of_ceiling": {"target": ">= 0.5", "value": 0.616, "target_met": true}, ...},
+     "variants": {"node": {"entries_per_s": 72012, ...}, "no_prefetch": {"speedup": 0.66, ...},
+                  "commit_per_bundle": {"speedup": 0.77, ...}, "node_uncompressed": {"speedup": 1.08, ...}}}
+
+A run 20 minutes earlier (commit 60c338f: the same sync but for one fewer
+trip to the database thread per log), under other neighbours, gave shares of
+0.449 (one log) and 0.488 (many logs): on a shared machine the share moves
+with the load by about that much.
 
 What is measured, and why that way:
 
