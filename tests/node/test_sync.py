@@ -281,3 +281,37 @@ def test_full_tile_hash_matches_the_protocol_reference():
     for _ in range(20):
         hashes = [rng.randbytes(32) for _ in range(256)]
         assert _full_tile_hash(hashes) == full_tile_hash(b"".join(hashes))
+
+
+async def test_a_peer_that_shares_the_held_entries_but_not_the_pending_tree_is_caught(
+    make_node, aiohttp_server, session, tmp_path, monkeypatch
+):
+    """The peer's tree holds the entries held so far, and reaches the pending size with another
+    root: syncing from it would have replaced the pending checkpoint and lost the fork."""
+    import shutil
+
+    from node.config import load_config
+    from node.local import open_node
+
+    athens = make_node("Athens")
+    athens.author().append([Event(type="pledge", body=PLEDGE)] * 599)  # 600: both copies share these
+    athens.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    shutil.copytree(athens.config.data_dir, tmp_path / "twin")
+    athens.author().append([Event(type="pledge", body=PLEDGE)] * 1)  # pending: size 601
+    twin = open_node(load_config(tmp_path / "twin"))
+    twin.author().append([Event(type="offer", body=OFFER)] * 100)  # 700, the other branch from 600
+    server = await serve_node(aiohttp_server, athens)
+    berlin = make_node("Berlin", country="DE")
+    syncer = Syncer(berlin.store)
+    member = member_of(athens)
+    await stop_after(syncer, Fetcher(session, str(server.make_url(""))), member, 2, monkeypatch)
+    assert berlin.store.log(member.log_id).size == 512
+
+    twin_server = await serve_node(aiohttp_server, twin)
+    outcome = await syncer.sync_log(Fetcher(session, str(twin_server.make_url(""))), member)
+    twin.close()
+    assert outcome.state == "equivocation"
+    [encoded] = [ev for ev, _ in berlin.store.evidence().values()]
+    evidence = decode_evidence(encoded)
+    check_evidence(evidence, athens.signer.verifier)
+    assert evidence.older == athens.store.own_log().checkpoint
