@@ -315,3 +315,28 @@ async def test_a_peer_that_shares_the_held_entries_but_not_the_pending_tree_is_c
     evidence = decode_evidence(encoded)
     check_evidence(evidence, athens.signer.verifier)
     assert evidence.older == athens.store.own_log().checkpoint
+
+
+@pytest.mark.parametrize("forge", ["/bodies/000", "/tile/entries/000", "/tile/entries/001.p/45", "/tile/1/000.p/1", "/tile/0/001.p/45"])
+async def test_a_relay_forging_one_item_gets_nothing_stored(make_node, aiohttp_server, session, forge):
+    """One forged full body bundle, full entry bundle (checked through its level-1 slot only),
+    level-1 edge tile or level-0 edge tile: refused, and not a byte of that sync stored."""
+    athens = make_node("Athens")
+    athens.author().append([Event(type="pledge", body=PLEDGE)] * 300)  # 301: bundles 000 and 001.p/45
+    honest = await aiohttp_server(create_app(athens.config))
+
+    async def forged(request: web.Request) -> web.StreamResponse:
+        async with session.get(str(honest.make_url(request.path))) as response:
+            data = await response.read()
+        if request.path.endswith(forge):
+            at = len(data) // 2
+            data = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+        return web.Response(body=data, status=response.status)
+
+    hostile_app = web.Application()
+    hostile_app.router.add_get("/{tail:.*}", forged)
+    hostile = await aiohttp_server(hostile_app)
+    berlin = make_node("Berlin", country="DE")
+    with pytest.raises(BadRelay):
+        await Syncer(berlin.store).sync_log(Fetcher(session, str(hostile.make_url(""))), member_of(athens))
+    assert berlin.store.log(member_of(athens).log_id).size == 0
