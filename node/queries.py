@@ -813,15 +813,28 @@ def inclusion_proof(store: Store, lid: int, index: int, size: int, root: bytes,
     the root down to the 256 leaves of the leaf's tile, which is complete and aligned, so
     the last 8 hashes it appends (the first 8 of the proof) are the leaf's siblings inside
     that tile, and the rest is the same for every leaf of the tile. That rest is
-    computed by ``prove_inclusion`` once per tile and tree, and kept with the tiles."""
-    reader = _TileReader(store, lid, size, root, tiles)
+    computed by ``prove_inclusion`` once per tile and tree and kept with the tiles,
+    beside the stored hash of the tile, which keys the tile's kept hashes."""
     tile = index >> 8
     if tiles is None or (tile + 1) << 8 > size:
-        return prove_inclusion(index, size, reader)
-    above = tiles.fetch(("path", lid, tile, size, root), lambda: prove_inclusion(index, size, reader)[8:],
-                        lambda value: 32 * len(value) + TILE_OVERHEAD)
-    # RFC 9162 2.1.3.1 inside a complete subtree: the sibling at each level, leaf first.
-    return [reader.node(level, (index >> level) ^ 1) for level in range(8)] + above
+        return prove_inclusion(index, size, _TileReader(store, lid, size, root, tiles))
+
+    def above_tile() -> tuple[bytes, list[bytes]]:
+        reader = _TileReader(store, lid, size, root, tiles)
+        return reader.node(8, tile), prove_inclusion(index, size, reader)[8:]
+
+    top, above = tiles.fetch(("path", lid, tile, size, root), above_tile,
+                             lambda value: 32 * (1 + len(value[1])) + TILE_OVERHEAD)
+    kept = tiles.fetch((lid, 0, tile, top), lambda: _TileReader(store, lid, size, root)._rebuild(0, tile, 256, top, 4),
+                       lambda value: len(value) + TILE_OVERHEAD)
+    # RFC 9162 2.1.3.1 inside a complete subtree: the sibling at each level, leaf first;
+    # levels 0 to 3 from the 16 leaves around the leaf, 4 to 7 from the kept tile.
+    group, at = store.stored_hashes(lid, 0, index >> 4 << 4, 16), index & 15
+    path = [_fold(group[(at >> level ^ 1) << level : ((at >> level ^ 1) + 1) << level]) for level in range(4)]
+    for level in range(4, 8):
+        pos = (_kept_start(level, 256, 4) + ((index & 255) >> level ^ 1)) * 32
+        path.append(kept[pos : pos + 32])
+    return path + above
 
 
 def event(store: Store, entry_id: str, *, tiles: Memo | None = None,
