@@ -96,3 +96,16 @@ async def test_proofs_of_a_log_that_grew_verify_against_the_new_checkpoint(make_
                             proof=[bytes.fromhex(h) for h in proof["inclusion_path"]])
         assert len(app[API_TILES]) > 0
         ids += _author(node, PLEDGE)
+
+
+async def test_answers_are_compact_utf8_json_as_json_dumps_writes_it(make_node, aiohttp_client):
+    """The encoder (msgspec) must write what ``json.dumps(..., ensure_ascii=False,
+    separators=(",", ":"))`` writes: same bytes, so the same ETags."""
+    import json
+
+    node = make_node()
+    [first] = _author(node, {**PLEDGE, "description": "Ünïcödé, \u2028 \"quoted\" / \\ \t 😀"})
+    client = await aiohttp_client(create_app(node.config, gossip=False))
+    for path in (f"/v1/events/{first}", "/v1/pledges", "/v1/summary", "/v1/cities", "/v1/openapi.json"):
+        body = await (await client.get(path)).read()
+        assert body == json.dumps(json.loads(body), ensure_ascii=False, separators=(",", ":")).encode(), path
