@@ -30,8 +30,9 @@ divides by::
 
 A run 20 minutes earlier (commit 60c338f: the same sync but for one fewer
 trip to the database thread per log), under other neighbours, gave shares of
-0.449 (one log) and 0.488 (many logs): on a shared machine the share moves
-with the load by about that much.
+0.449 (one log) and 0.488 (many logs), and one 10 minutes later (commit
+eff996c) 0.571 and 0.495: on a shared machine the share moves with the load
+by about that much.
 
 What is measured, and why that way:
 
