@@ -635,7 +635,15 @@ class Syncer:
                 # Authentic (it is in the signed tree) but malformed: kept so the log stays
                 # complete; the network view lists it as invalid. Its body cannot be checked.
                 decoded = None
-            if body and decoded is not None:
+            if decoded is not None:
+                if not body:
+                    # An empty item would mean "erased". Erasing will take a request signed by
+                    # the log's author (not built yet); until then a relay that drops a body is
+                    # not synced from, or one hostile peer could erase bodies network-wide.
+                    raise BadRelay(
+                        f"{member.origin}: body of entry {bundle.index * TILE_WIDTH + i} missing: "
+                        "a relay cannot erase a body"
+                    )
                 # Size and SHA-256 prove the body is the entry's; decoding it is left to the
                 # network view, which decodes and validates it anyway (saves ~3 us per entry).
                 try:

@@ -340,3 +340,34 @@ async def test_a_relay_forging_one_item_gets_nothing_stored(make_node, aiohttp_s
     with pytest.raises(BadRelay):
         await Syncer(berlin.store).sync_log(Fetcher(session, str(hostile.make_url(""))), member_of(athens))
     assert berlin.store.log(member_of(athens).log_id).size == 0
+
+
+async def test_bug_a_relay_could_erase_bodies_by_serving_them_empty(make_node, aiohttp_server, session):
+    """An empty body item reads as "erased"; a relay serving one is refused, nothing stored,
+    and the honest peer's bodies arrive whole."""
+    from protocol.tiles import decode_bundle, encode_bundle
+
+    athens = make_node("Athens")
+    athens.author().append([Event(type="pledge", body=PLEDGE)] * 300)
+    honest = await aiohttp_server(create_app(athens.config))
+
+    async def emptied(request: web.Request) -> web.StreamResponse:
+        async with session.get(str(honest.make_url(request.path))) as response:
+            data = await response.read()
+        if "/bodies/" in request.path and response.status == 200:
+            items = decode_bundle(data)
+            data = encode_bundle([b"" if i == 7 else item for i, item in enumerate(items)])
+        return web.Response(body=data, status=response.status)
+
+    hostile_app = web.Application()
+    hostile_app.router.add_get("/{tail:.*}", emptied)
+    hostile = await aiohttp_server(hostile_app)
+    berlin = make_node("Berlin", country="DE")
+    syncer = Syncer(berlin.store)
+    with pytest.raises(BadRelay, match="cannot erase"):
+        await syncer.sync_log(Fetcher(session, str(hostile.make_url(""))), member_of(athens))
+    assert berlin.store.log(member_of(athens).log_id).size == 0
+    outcome = await syncer.sync_log(Fetcher(session, str(honest.make_url(""))), member_of(athens))
+    assert outcome.size == 301
+    missing = berlin.store.conn.execute("SELECT count(*) FROM entries WHERE body IS NULL").fetchone()[0]
+    assert missing == 0
