@@ -7,19 +7,34 @@ Run from the repository root with the dev venv::
     python bench/query.py --profile    # also py-spy the node under each endpoint's load
     python bench/query.py --keep DIR   # build the stores in DIR once, reuse them on later runs
 
-Prints ONE JSON object. A cut of a full run on 2 cores (1M entries; rps over
-8 connections for 10 s; server CPU per request from /proc schedstat)::
+Prints ONE JSON object. A cut of a full run on 2 cores shared with other work
+(1M entries; 8 connections, 10 s per endpoint and side in 5 alternating
+slices; server CPU per request from /proc schedstat; loadavg ~2.4)::
 
-    {"store": {"entries": 1000000, "view_entries_per_s": 10284, ...},
+    {"store": {"entries": 1000000, "view_entries_per_s": 9747, ...},
      "endpoints": {
-       "pledges_filter":  {"node": {"rps": 857, "p99_ms": 21.1, "server_cpu_us_per_request": 1257},
-                           "datasette": {"rps": 345, "p99_ms": 41.1, "server_cpu_us_per_request": 3396},
-                           "ratio_vs_datasette": 2.49, "target_met": false},
-       "pledges_by_time": {"node": {"rps": 754, ...}, "datasette": {"rps": 326, ...}, "ratio_vs_datasette": 2.31},
-       "summary":         {"node": {"rps": 1529, ...}, "datasette": {"rps": 35, ...}, "ratio_vs_datasette": 44.2},
-       "event":           {"node": {"rps": 823, ...}, "datasette": {"rps": 1237, ...}, "ratio_vs_datasette": 0.67}},
-     "target_met": false, "method": "..."}
+       "pledges_filter":  {"node": {"rps": 19004, "p50_ms": 0.41, "p99_ms": 0.61, "server_cpu_us_per_request": 53,
+                                    "first_request_ms": 163, ...},
+                           "datasette": {"rps": 388, "p50_ms": 20.1, "p99_ms": 33.6, "server_cpu_us_per_request": 3103},
+                           "ratio_vs_datasette": 49.0, "target_met": true},
+       "pledges_by_time": {"node": {"rps": 19035, "p99_ms": 0.66, ...}, "datasette": {"rps": 391, "p99_ms": 34.5, ...},
+                           "ratio_vs_datasette": 48.6},
+       "summary":         {"node": {"rps": 13286, "p99_ms": 1.31, "first_request_ms": 4584, ...},
+                           "datasette": {"rps": 23, "p99_ms": 926, ...}, "ratio_vs_datasette": 578},
+       "event":           {"node": {"rps": 5892, "p50_ms": 1.14, "p99_ms": 4.47, "server_cpu_us_per_request": 159},
+                           "datasette": {"rps": 1342, "p50_ms": 5.44, "p99_ms": 12.4, "server_cpu_us_per_request": 815},
+                           "ratio_vs_datasette": 4.39},
+       "event_unseen":    {"node": {"rps": 5916, "p99_ms": 2.91, "server_cpu_us_per_request": 149, ...},
+                           "datasette": {"rps": 1379, "p99_ms": 12.8, "server_cpu_us_per_request": 784},
+                           "ratio_vs_datasette": 4.29}},
+     "target_met": true, "method": "..."}
 
+The node's list and summary figures are answers kept per database state
+(``node.api_routes``): a repeated request is a lookup, the first after a
+change costs ``first_request_ms`` (the summary's scan of every item). An event
+is computed for each id the node has not answered yet (its proof from kept
+tile hashes): ``event`` draws ids from a 20,000-entry sample, so some repeat
+and may be kept answers; ``event_unseen`` never asks for an id twice.
 Other processes on a shared machine move these figures by up to 1.5x between
 runs (``loadavg_*`` in the JSON tell when); compare both sides of one run.
 
@@ -56,7 +71,7 @@ What is measured, and why that way:
    (the same order; ``_sort_desc`` would be another one); ``/v1/summary``
    against a canned query grouping every counted item by type, category,
    unit and status over a covering index; ``/v1/events/{id}`` against the
-   row page ``events/{id}.json``. The first page of each side and one event
+   row page ``events/{id}.json`` (``event`` and ``event_unseen``, see above). The first page of each side and one event
    are compared field by field (``equivalence``).
 5. The same bounded load against both: N concurrent keep-alive connections
    for a fixed time per endpoint, every request's latency recorded;
