@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import builtins
 import copy
-import datetime
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -38,7 +37,7 @@ import fastjsonschema
 from protocol.entry import MAX_BODY_SIZE, SALT_SIZE
 from protocol.entry import decode_body as _decode_salted
 from protocol.errors import SchemaError, preview
-from protocol.typed_bodies import FastBody, compile_fast
+from protocol.typed_bodies import FastBody, compile_fast, is_date
 
 __all__ = ["DATE_ORDER", "KEY_NAME_OF", "MAX_DEPTH", "SchemaRegistry"]
 
@@ -58,9 +57,6 @@ KEY_NAME_OF: tuple[tuple[str, str], ...] = (("origin", "key"),)
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _MAX_VERSION = 65535
 
-# RFC 3339 full-date shape in ASCII digits only (Python's \d also matches other
-# scripts' digits); whether the day exists is left to the datetime module.
-_DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 _SCALARS = (str, int, bytes, type(None))  # bool is an int
 # Exact types of a flat body that needs no walk (see validate); anything else,
@@ -79,22 +75,9 @@ _TYPE_WORDS = {
 }
 
 
-def _is_date(value: str) -> bool:
-    """The "date" format: an RFC 3339 full-date naming a day that exists (no 2026-02-30).
-
-    Given to fastjsonschema as a custom format so the check does not depend on
-    the library version (older ones only look at the digits' shape).
-    """
-    if _DATE_SHAPE.fullmatch(value) is None:
-        return False
-    try:
-        datetime.date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-_FORMATS: dict[str, Callable[[str], bool]] = {"date": _is_date}
+# Given to fastjsonschema as a custom format so the check does not depend on
+# the library version (older ones only look at the digits' shape).
+_FORMATS: dict[str, Callable[[str], bool]] = {"date": is_date}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 import msgspec
 
-__all__ = ["FastBody", "compile_fast"]
+__all__ = ["FastBody", "compile_fast", "is_date"]
 
 # Keywords that only document: they never change what is valid.
 _ANNOTATIONS = frozenset({"description", "title", "examples", "$comment", "deprecated", "$schema", "$id"})
@@ -55,6 +55,8 @@ _INT64_LOW, _INT64_HIGH = -(2**63), 2**63 - 1
 # ranges written as \uXXXX: "none of these characters".
 _NEGATED_CLASS = re.compile(r"\^\[\^((?:\\u[0-9a-fA-F]{4}(?:-\\u[0-9a-fA-F]{4})?)+)\]\*\$")
 _CLASS_ITEM = re.compile(r"\\u([0-9a-fA-F]{4})(?:-\\u([0-9a-fA-F]{4}))?")
+# RFC 3339 full-date shape in ASCII digits only (Python's \d also matches other
+# scripts' digits); whether the day exists is left to the datetime module.
 _DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 _Check = Callable[[Any], bool]
@@ -196,7 +198,7 @@ def _string(schema: Mapping[str, Any]) -> tuple[Any, _Check | None]:
     if fmt is not None:
         if fmt != "date":
             raise _Unsupported
-        checks.append(_is_date)
+        checks.append(is_date)
         # Dates repeat across bodies: remember each string's verdict (bounded).
         return annotation, functools.lru_cache(maxsize=4096)(_both(checks))  # type: ignore[arg-type]
     return annotation, _both(checks)
@@ -259,8 +261,11 @@ def _printable_implies(pattern: str) -> bool:
     return True
 
 
-def _is_date(value: str) -> bool:
-    """RFC 3339 full-date naming a day that exists (the same rule as protocol.schema's "date" format)."""
+def is_date(value: str) -> bool:
+    """The "date" format: an RFC 3339 full-date naming a day that exists (no 2026-02-30).
+
+    Shared with protocol.schema's reference validator, so both paths use one rule.
+    """
     if _DATE_SHAPE.fullmatch(value) is None:
         return False
     try:

@@ -31,6 +31,32 @@ async def serve_node(aiohttp_server, node):
     return await aiohttp_server(create_app(node.config))
 
 
+async def evidence_from_twin(aiohttp_server, session, syncer, twin, member, berlin, athens):
+    """Sync ``member`` from ``twin`` (same key, other history): equivocation, and the
+    evidence Berlin stored verifies with protocol/ and Athens's key alone."""
+    twin_server = await serve_node(aiohttp_server, twin)
+    outcome = await syncer.sync_log(Fetcher(session, str(twin_server.make_url(""))), member)
+    twin.close()
+    assert outcome.state == "equivocation"
+    [encoded] = [ev for ev, _ in berlin.store.evidence().values()]
+    evidence = decode_evidence(encoded)
+    check_evidence(evidence, athens.signer.verifier)
+    return evidence
+
+
+async def serve_relay(aiohttp_server, session, honest, change):
+    """A relay in front of ``honest`` that passes every answer through ``change(path, status, data)``."""
+
+    async def relayed(request: web.Request) -> web.StreamResponse:
+        async with session.get(str(honest.make_url(request.path))) as response:
+            data = await response.read()
+        return web.Response(body=change(request.path, response.status, data), status=response.status)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", relayed)
+    return await aiohttp_server(app)
+
+
 async def test_sync_fetches_a_log_and_resumes_with_new_entries(make_node, aiohttp_server, session):
     athens = make_node("Athens")
     athens.author().append([Event(type="pledge", body=PLEDGE)] * 700)
@@ -86,16 +112,10 @@ async def test_forged_bundle_is_refused_and_nothing_stored(make_node, aiohttp_se
     real = create_app(athens.config)
     honest = await aiohttp_server(real)
 
-    async def forged(request: web.Request) -> web.StreamResponse:
-        async with session.get(str(honest.make_url(request.path))) as response:
-            data = await response.read()
-        if "/tile/entries/" in request.path:
-            data = data[:-1] + bytes([data[-1] ^ 1])
-        return web.Response(body=data, status=response.status)
+    def forged(path: str, status: int, data: bytes) -> bytes:
+        return data[:-1] + bytes([data[-1] ^ 1]) if "/tile/entries/" in path else data
 
-    hostile_app = web.Application()
-    hostile_app.router.add_get("/{tail:.*}", forged)
-    hostile = await aiohttp_server(hostile_app)
+    hostile = await serve_relay(aiohttp_server, session, honest, forged)
     berlin = make_node("Berlin", country="DE")
     syncer = Syncer(berlin.store)
     with pytest.raises(BadRelay):
@@ -200,13 +220,7 @@ async def test_bug_fork_against_an_unfinished_sync_was_abandoned_not_proven(
     # Size 31: inside what Berlin holds; size 701: past the pending 601.
     twin = twin_of(athens, tmp_path, "twin")
     twin.author().append([Event(type="offer", body=OFFER)] * twin_entries)
-    twin_server = await serve_node(aiohttp_server, twin)
-    outcome = await syncer.sync_log(Fetcher(session, str(twin_server.make_url(""))), member)
-    twin.close()
-    assert outcome.state == "equivocation"
-    [encoded] = [ev for ev, _ in berlin.store.evidence().values()]
-    evidence = decode_evidence(encoded)
-    check_evidence(evidence, athens.signer.verifier)  # verifies with protocol/ and the key alone
+    evidence = await evidence_from_twin(aiohttp_server, session, syncer, twin, member, berlin, athens)
     assert athens.store.own_log().checkpoint in (evidence.older, evidence.newer)
     assert berlin.store.log(member.log_id).size == 512  # nothing verified was dropped
 
@@ -307,13 +321,7 @@ async def test_a_peer_that_shares_the_held_entries_but_not_the_pending_tree_is_c
     await stop_after(syncer, Fetcher(session, str(server.make_url(""))), member, 2, monkeypatch)
     assert berlin.store.log(member.log_id).size == 512
 
-    twin_server = await serve_node(aiohttp_server, twin)
-    outcome = await syncer.sync_log(Fetcher(session, str(twin_server.make_url(""))), member)
-    twin.close()
-    assert outcome.state == "equivocation"
-    [encoded] = [ev for ev, _ in berlin.store.evidence().values()]
-    evidence = decode_evidence(encoded)
-    check_evidence(evidence, athens.signer.verifier)
+    evidence = await evidence_from_twin(aiohttp_server, session, syncer, twin, member, berlin, athens)
     assert evidence.older == athens.store.own_log().checkpoint
 
 
@@ -325,17 +333,13 @@ async def test_a_relay_forging_one_item_gets_nothing_stored(make_node, aiohttp_s
     athens.author().append([Event(type="pledge", body=PLEDGE)] * 300)  # 301: bundles 000 and 001.p/45
     honest = await aiohttp_server(create_app(athens.config))
 
-    async def forged(request: web.Request) -> web.StreamResponse:
-        async with session.get(str(honest.make_url(request.path))) as response:
-            data = await response.read()
-        if request.path.endswith(forge):
+    def forged(path: str, status: int, data: bytes) -> bytes:
+        if path.endswith(forge):
             at = len(data) // 2
             data = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
-        return web.Response(body=data, status=response.status)
+        return data
 
-    hostile_app = web.Application()
-    hostile_app.router.add_get("/{tail:.*}", forged)
-    hostile = await aiohttp_server(hostile_app)
+    hostile = await serve_relay(aiohttp_server, session, honest, forged)
     berlin = make_node("Berlin", country="DE")
     with pytest.raises(BadRelay):
         await Syncer(berlin.store).sync_log(Fetcher(session, str(hostile.make_url(""))), member_of(athens))
@@ -351,17 +355,12 @@ async def test_bug_a_relay_could_erase_bodies_by_serving_them_empty(make_node, a
     athens.author().append([Event(type="pledge", body=PLEDGE)] * 300)
     honest = await aiohttp_server(create_app(athens.config))
 
-    async def emptied(request: web.Request) -> web.StreamResponse:
-        async with session.get(str(honest.make_url(request.path))) as response:
-            data = await response.read()
-        if "/bodies/" in request.path and response.status == 200:
-            items = decode_bundle(data)
-            data = encode_bundle([b"" if i == 7 else item for i, item in enumerate(items)])
-        return web.Response(body=data, status=response.status)
+    def emptied(path: str, status: int, data: bytes) -> bytes:
+        if "/bodies/" in path and status == 200:
+            data = encode_bundle([b"" if i == 7 else item for i, item in enumerate(decode_bundle(data))])
+        return data
 
-    hostile_app = web.Application()
-    hostile_app.router.add_get("/{tail:.*}", emptied)
-    hostile = await aiohttp_server(hostile_app)
+    hostile = await serve_relay(aiohttp_server, session, honest, emptied)
     berlin = make_node("Berlin", country="DE")
     syncer = Syncer(berlin.store)
     with pytest.raises(BadRelay, match="cannot erase"):
