@@ -22,7 +22,8 @@ already seen, or None) and ``limit`` and returns a :class:`Page` whose
 ``last_key`` is the key to continue from (None on the last page).
 
 Aggregates over the whole view (a list's ``totals``, the summary) cost a scan
-of every matching item; a :class:`Memo` keeps them per :func:`view_state`, so
+of every matching item, of one covering index over what ``node.view`` keeps per
+item (``_ITEM_FACTS``); a :class:`Memo` keeps them per :func:`view_state`, so
 they are computed once per change of the view, not once per request or page.
 """
 
@@ -358,31 +359,56 @@ _COUNTING_ACCEPTS = (
     "AND NOT EXISTS (SELECT 1 FROM evidence ea WHERE ea.lid = a.lid)"
 )
 
+# The per-item facts are kept in ``view_items`` by ``node.view`` as each entry is applied:
+# ``delivered`` (latest progress not retracted), ``retracted``, and ``accepted``/``accepts``
+# over the accepts naming the item and its log that are not retracted. Only equivocation
+# is resolved here (``evidence`` is not part of the view): while no city equivocates the
+# kept figures are the answer; otherwise accepts by equivocating cities are left out by
+# the same correlated scan over ``view_accepts`` that computed them before they were kept.
+_NO_EVIDENCE = "NOT EXISTS (SELECT 1 FROM evidence)"
+
+_ACCEPTED = (
+    f"CASE WHEN {_NO_EVIDENCE} THEN i.accepted "
+    f"ELSE (SELECT COALESCE(SUM(COALESCE(a.quantity, i.quantity)), 0) {_COUNTING_ACCEPTS}) END"
+)
+_ACCEPT_COUNT = f"CASE WHEN {_NO_EVIDENCE} THEN i.accepts ELSE (SELECT COUNT(*) {_COUNTING_ACCEPTS}) END"
+_ITEM_STATUS = """CASE WHEN i.retracted THEN 'retracted'
+            WHEN i.delivered >= i.quantity THEN 'fulfilled'
+            WHEN i.until_date < :as_of THEN 'expired'
+            ELSE 'open' END"""
+
 _ITEMS = f"""
 SELECT i.id, i.type, l.log_id, c.name AS city, c.country, i.seq, i.time_ms, i.kind, i.quantity, i.unit,
-       i.from_date, i.until_date, i.description,
-       COALESCE(p.delivered, 0) AS delivered,
-       (SELECT COALESCE(SUM(COALESCE(a.quantity, i.quantity)), 0) {_COUNTING_ACCEPTS}) AS accepted,
-       (SELECT COUNT(*) {_COUNTING_ACCEPTS}) AS accepts,
+       i.from_date, i.until_date, i.description, i.delivered,
+       {_ACCEPTED} AS accepted, {_ACCEPT_COUNT} AS accepts,
        r.id AS retract_id, r.reason AS retract_reason,
        {_EQUIVOCATING.format(t="i")} AS equivocating,
-       CASE WHEN r.ref IS NOT NULL THEN 'retracted'
-            WHEN COALESCE(p.delivered, 0) >= i.quantity THEN 'fulfilled'
-            WHEN i.until_date < :as_of THEN 'expired'
-            ELSE 'open' END AS status,
+       {_ITEM_STATUS} AS status,
        i.lid AS _lid, i.time_ms AS _k0, i.id AS _k1
 FROM view_items i
 JOIN logs l ON l.lid = i.lid
 LEFT JOIN view_cities c ON c.lid = i.lid
-LEFT JOIN view_progress p ON p.ref = i.id AND p.lid = i.lid
 LEFT JOIN view_retracts r ON r.ref = i.id AND r.lid = i.lid
 """
 
+# What the aggregates read of each item: every column a list filter or a total names, the
+# same expressions as ``_ITEMS``, and nothing from the item's row that ``view_items_facts``
+# does not cover, so a total is a scan of that index (and a rowid lookup in ``logs``).
+_ITEM_FACTS = f"""
+SELECT i.type, i.lid, l.log_id, c.name AS city, c.country, i.time_ms, i.kind, i.quantity, i.unit, i.delivered,
+       {_ACCEPTED} AS accepted,
+       {_EQUIVOCATING.format(t="i")} AS equivocating,
+       {_ITEM_STATUS} AS status
+FROM view_items i
+JOIN logs l ON l.lid = i.lid
+LEFT JOIN view_cities c ON c.lid = i.lid
+"""
 
-def _items_inner(type_: str | None) -> tuple[str, dict[str, Any]]:
+
+def _items_inner(type_: str | None, select: str = _ITEMS) -> tuple[str, dict[str, Any]]:
     if type_ is None:
-        return _ITEMS, {}
-    return _ITEMS + " WHERE i.type = :type", {"type": type_}
+        return select, {}
+    return select + " WHERE i.type = :type", {"type": type_}
 
 
 def _items_where(f: Filters) -> tuple[list[str], dict[str, Any]]:
@@ -433,21 +459,24 @@ def items(store: Store, type_: str, f: Filters, after: tuple | None, limit: int,
     params.update(inner_params)
     page = _page(store, inner, conds, params, after, limit, ("_k0", "_k1"), _item_row)
     # The same for every page of the same filters: a scan of every match, once per view state.
-    page.extra["totals"] = _memo(memo, store, ("totals", type_, f), lambda: _item_totals(store, inner, conds, params))
+    facts, _ = _items_inner(type_, _ITEM_FACTS)
+    page.extra["totals"] = _memo(memo, store, ("totals", type_, f), lambda: _item_totals(store, facts, conds, params))
     return page
 
 
 def _item_totals(store: Store, inner: str, conds: list[str], params: dict[str, Any]) -> dict[str, Any]:
+    """Every match counted; those neither retracted nor by an equivocating city summed by unit."""
     where = " AND ".join(conds) or "1"
-    total = store.conn.execute(f"SELECT COUNT(*) FROM ({inner}) WHERE {where}", params).fetchone()[0]
-    by_unit = [
-        {"unit": unit, "count": n, "quantity": q, "delivered": d, "accepted": a}
-        for unit, n, q, d, a in store.conn.execute(
-            f"SELECT unit, COUNT(*), SUM(quantity), SUM(delivered), SUM(accepted) FROM ({inner}) "
-            f"WHERE {where} AND status != 'retracted' AND NOT equivocating GROUP BY unit ORDER BY unit",
-            params,
-        )
-    ]
+    total, by_unit = 0, []
+    # One scan, grouped by whether the item counts (each row's status and equivocation read once).
+    for unit, counted, n, q, d, a in store.conn.execute(
+        f"SELECT unit, status != 'retracted' AND NOT equivocating AS counted, COUNT(*), SUM(quantity), "
+        f"SUM(delivered), SUM(accepted) FROM ({inner}) WHERE {where} GROUP BY unit, counted ORDER BY unit, counted",
+        params,
+    ):
+        total += n
+        if counted:
+            by_unit.append({"unit": unit, "count": n, "quantity": q, "delivered": d, "accepted": a})
     return {"items": total, "counted": sum(u["count"] for u in by_unit), "by_unit": by_unit}
 
 
@@ -636,10 +665,18 @@ def summary(store: Store, as_of: str, membership: Any | None) -> dict[str, Any]:
     for c in city_rows:
         by_membership[c["membership"]] = by_membership.get(c["membership"], 0) + 1
 
+    # Grouped in the covering index's order (type, kind, unit, log rowid), so no sort; only the
+    # per-type totals need statuses, counted per group. The order of the groups does not change
+    # the answer (everything below is keyed, then sorted).
+    names = {
+        lid: (log_id, name, country) for lid, log_id, name, country in store.conn.execute(
+            "SELECT l.lid, l.log_id, c.name, c.country FROM logs l LEFT JOIN view_cities c ON c.lid = l.lid")
+    }
     groups = store.conn.execute(
-        f"SELECT type, kind, unit, log_id, city, country, status, COUNT(*), SUM(quantity), SUM(delivered), "
-        f"SUM(accepted) FROM ({_ITEMS}) WHERE NOT equivocating AND status != 'retracted' "
-        "GROUP BY type, kind, unit, log_id, status ORDER BY type, kind, unit, log_id, status",
+        f"SELECT type, kind, unit, lid, COUNT(*), SUM(quantity), SUM(delivered), SUM(accepted), "
+        f"SUM(status = 'fulfilled'), SUM(status = 'expired') "
+        f"FROM ({_ITEM_FACTS} WHERE i.type IN ({', '.join(repr(t) for t in ITEM_TYPES)})) "
+        "WHERE NOT equivocating AND status != 'retracted' GROUP BY type, kind, unit, lid",
         {"as_of": as_of},
     ).fetchall()
 
@@ -652,10 +689,13 @@ def summary(store: Store, as_of: str, membership: Any | None) -> dict[str, Any]:
     categories: dict[tuple[str, str, str], dict[str, Any]] = {}
     pledged: dict[str, dict[str, Any]] = {}
     versus: dict[tuple[str, str], dict[str, Any]] = {}
-    for type_, kind, unit, log_id, name, country, status, n, quantity, delivered, accepted in groups:
+    for type_, kind, unit, lid, n, quantity, delivered, accepted, fulfilled, expired in groups:
+        log_id, name, country = names[lid]
         t = totals[type_]
         t["count"] += n
-        t["by_status"][status] += n
+        t["by_status"]["open"] += n - fulfilled - expired
+        t["by_status"]["fulfilled"] += fulfilled
+        t["by_status"]["expired"] += expired
         ctry = countries.setdefault(country, _country(country))
         if type_ == "pledge":
             t["places"] += quantity
@@ -685,8 +725,10 @@ def summary(store: Store, as_of: str, membership: Any | None) -> dict[str, Any]:
         cat["delivered"] += delivered
         cat["accepted"] += accepted
 
+    # What ``_ACCEPTS`` says of each accept (retracted, resolved), as ``node.view`` keeps it.
     accepts_row = store.conn.execute(
-        f"SELECT COUNT(*), COALESCE(SUM(resolved), 0) FROM ({_ACCEPTS}) WHERE NOT retracted AND NOT equivocating"
+        "SELECT COUNT(*), COALESCE(SUM(a.resolved), 0) FROM view_accepts a JOIN logs l ON l.lid = a.lid "
+        f"WHERE NOT a.retracted AND NOT {_EQUIVOCATING.format(t='a')}"
     ).fetchone()
     statement_count = store.conn.execute(
         f"SELECT COUNT(*) FROM ({_STATEMENTS}) WHERE NOT retracted AND NOT equivocating"

@@ -21,6 +21,18 @@ Tables (``view_`` prefix; rebuilt from the logs by ``solidarity reindex``):
   (cumulative delivery, latest report per item) and ``view_retracts``.
 - ``view_accepts``, ``view_reports``, ``view_statements``, ``view_endorsements``,
   ``view_cities`` (the latest profile of each log).
+
+Kept facts: so that totals and the summary are index scans rather than a join per item,
+``view_items`` also keeps what its status and figures are computed from, updated by every
+entry that changes them: ``delivered`` (the latest progress not retracted), ``retracted``,
+and ``accepted``/``accepts`` over the accepts that name the item *and* its log and are not
+retracted; ``view_accepts`` keeps ``resolved`` (its target is in the view) and
+``retracted``. These do cross logs (an accept may arrive before or after its target), so
+each side updates the other when it arrives, and a rebuilt view holds the same values
+whatever order the logs were applied in. Equivocation and the day stay at query time.
+
+``VIEW_VERSION`` (in ``meta``) names this schema: a node whose view was built by another
+release drops the view tables and rebuilds them from the logs before it serves from them.
 """
 
 from __future__ import annotations
@@ -49,14 +61,22 @@ CREATE TABLE IF NOT EXISTS view_events (
 );
 CREATE INDEX IF NOT EXISTS view_events_lid ON view_events (lid, seq);
 CREATE INDEX IF NOT EXISTS view_events_status ON view_events (status, type);
+-- Each city's latest event time (node.queries._city_rows) without reading its rows.
+CREATE INDEX IF NOT EXISTS view_events_time ON view_events (lid, time_ms);
 CREATE TABLE IF NOT EXISTS view_items (
     id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
     kind TEXT NOT NULL, quantity INTEGER NOT NULL, unit TEXT NOT NULL, from_date TEXT NOT NULL,
-    until_date TEXT NOT NULL, description TEXT, time_ms INTEGER NOT NULL
+    until_date TEXT NOT NULL, description TEXT, time_ms INTEGER NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0, retracted INTEGER NOT NULL DEFAULT 0,
+    accepted INTEGER NOT NULL DEFAULT 0, accepts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS view_items_type ON view_items (type, time_ms, id);
 CREATE INDEX IF NOT EXISTS view_items_kind ON view_items (type, kind, time_ms, id);
 CREATE INDEX IF NOT EXISTS view_items_lid ON view_items (lid, type);
+-- Covers every column list totals and the summary read (node.queries._ITEM_FACTS).
+CREATE INDEX IF NOT EXISTS view_items_facts ON view_items (
+    type, kind, unit, lid, retracted, delivered, quantity, until_date, accepted, accepts, time_ms, id
+);
 CREATE TABLE IF NOT EXISTS view_progress (
     ref TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,
     delivered INTEGER NOT NULL
@@ -66,9 +86,11 @@ CREATE TABLE IF NOT EXISTS view_retracts (
 );
 CREATE TABLE IF NOT EXISTS view_accepts (
     id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, ref_log TEXT NOT NULL,
-    ref TEXT NOT NULL, quantity INTEGER, time_ms INTEGER NOT NULL
+    ref TEXT NOT NULL, quantity INTEGER, time_ms INTEGER NOT NULL,
+    resolved INTEGER NOT NULL DEFAULT 0, retracted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS view_accepts_ref ON view_accepts (ref);
+CREATE INDEX IF NOT EXISTS view_accepts_counted ON view_accepts (retracted, lid, resolved);
 CREATE TABLE IF NOT EXISTS view_reports (
     id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, period_start TEXT NOT NULL,
     period_end TEXT NOT NULL, arrivals INTEGER NOT NULL, in_reception INTEGER NOT NULL,
@@ -94,7 +116,20 @@ CREATE TABLE IF NOT EXISTS view_cities (
 BATCH = 2000
 
 
+#: The view schema's version, kept in ``meta``: change it whenever a view table or what is
+#: kept in one changes, so that nodes upgrading rebuild their view instead of serving from it.
+VIEW_VERSION = "2"
+VIEW_VERSION_KEY = "view_version"
+
+
 def ensure_view_tables(store: Store) -> None:
+    """Create the view tables; first drop them if another release built them (rebuilt on catch-up)."""
+    if store.get_meta(VIEW_VERSION_KEY) != VIEW_VERSION:
+        with store.write():
+            if store.get_meta(VIEW_VERSION_KEY) != VIEW_VERSION:
+                for table in VIEW_TABLES:
+                    store.conn.execute(f"DROP TABLE IF EXISTS {table}")
+                store.set_meta(VIEW_VERSION_KEY, VIEW_VERSION)
     store.conn.executescript(VIEW_SCHEMA)
 
 
@@ -123,6 +158,7 @@ class ViewUpdater:
         with store.write():
             for table in VIEW_TABLES:
                 store.conn.execute(f"DROP TABLE IF EXISTS {table}")
+            store.set_meta(VIEW_VERSION_KEY, VIEW_VERSION)
         return self.catch_up(store)
 
     def _apply_batch(self, store: Store, state: LogState) -> int:
@@ -145,6 +181,12 @@ class ViewUpdater:
 
     def _apply(self, store: Store, lid: int, seq: int, entry_id: str, entry_bytes: bytes, body_bytes) -> None:
         conn = store.conn
+        # Accepts that arrived before the entry they name (with this log's id) now resolve;
+        # every entry counts, valid or not, as the join on view_events did.
+        conn.execute(
+            "UPDATE view_accepts SET resolved = 1 WHERE ref = ? AND ref_log = (SELECT log_id FROM logs WHERE lid = ?)",
+            (entry_id, lid),
+        )
         try:
             entry = decode_entry(entry_bytes)
         except ProtocolError as exc:
@@ -210,11 +252,17 @@ class ViewUpdater:
             kind = body["kind"] if type_ == "pledge" else body["category"]
             quantity = body["places"] if type_ == "pledge" else body["quantity"]
             unit = "places" if type_ == "pledge" else body["unit"]
+            # Accepts of it that arrived first (from any log, naming this log) and still count.
+            accepted, accepts = conn.execute(
+                "SELECT COALESCE(SUM(COALESCE(quantity, ?)), 0), COUNT(*) FROM view_accepts "
+                "WHERE ref = ? AND ref_log = (SELECT log_id FROM logs WHERE lid = ?) AND NOT retracted",
+                (quantity, entry_id, lid),
+            ).fetchone()
             conn.execute(
                 "INSERT INTO view_items (id, lid, seq, type, kind, quantity, unit, from_date, until_date, "
-                "description, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "description, time_ms, accepted, accepts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (entry_id, lid, seq, type_, kind, quantity, unit, body["from"], body["until"],
-                 body.get("description"), time_ms),
+                 body.get("description"), time_ms, accepted, accepts),
             )
         elif type_ == "progress":
             why = self._own_earlier(conn, lid, body["ref"], ("pledge", "offer"))
@@ -225,6 +273,9 @@ class ViewUpdater:
                 "ON CONFLICT (ref) DO UPDATE SET seq = excluded.seq, id = excluded.id, delivered = excluded.delivered",
                 (body["ref"], lid, seq, entry_id, body["delivered"]),
             )
+            conn.execute(
+                "UPDATE view_items SET delivered = ? WHERE id = ? AND lid = ?", (body["delivered"], body["ref"], lid)
+            )
         elif type_ == "retract":
             why = self._own_earlier(
                 conn, lid, body["ref"],
@@ -232,16 +283,26 @@ class ViewUpdater:
             )
             if why:
                 return why
-            conn.execute(
+            first = conn.execute(
                 "INSERT OR IGNORE INTO view_retracts (ref, lid, seq, id, reason) VALUES (?, ?, ?, ?, ?)",
                 (body["ref"], lid, seq, entry_id, body["reason"]),
-            )
+            ).rowcount
+            if first:  # a second retraction of the same entry changes nothing
+                conn.execute("UPDATE view_items SET retracted = 1 WHERE id = ? AND lid = ?", (body["ref"], lid))
+                self._after_accept_retracted(conn, lid, body["ref"])
             self._after_progress_retracted(conn, lid, body["ref"])
         elif type_ == "accept":
+            resolved = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM view_events e JOIN logs l ON l.lid = e.lid "
+                "WHERE e.id = ? AND l.log_id = ?)",
+                (body["ref"], body["log"]),
+            ).fetchone()[0]
             conn.execute(
-                "INSERT INTO view_accepts (id, lid, seq, ref_log, ref, quantity, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (entry_id, lid, seq, body["log"], body["ref"], body.get("quantity"), time_ms),
+                "INSERT INTO view_accepts (id, lid, seq, ref_log, ref, quantity, time_ms, resolved) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry_id, lid, seq, body["log"], body["ref"], body.get("quantity"), time_ms, resolved),
             )
+            self._accept_counts(conn, body["log"], body["ref"], body.get("quantity"), +1)
         elif type_ == "report":
             conn.execute(
                 "INSERT INTO view_reports (id, lid, seq, period_start, period_end, arrivals, in_reception, "
@@ -272,6 +333,25 @@ class ViewUpdater:
 
 
     @staticmethod
+    def _accept_counts(conn, ref_log: str, ref: str, quantity: int | None, sign: int) -> None:
+        """Add (or take away) one accept to the item it names, if that item is in the view."""
+        conn.execute(
+            "UPDATE view_items SET accepted = accepted + ? * COALESCE(?, quantity), accepts = accepts + ? "
+            "WHERE id = ? AND lid = (SELECT lid FROM logs WHERE log_id = ?)",
+            (sign, quantity, sign, ref, ref_log),
+        )
+
+    @classmethod
+    def _after_accept_retracted(cls, conn, lid: int, retracted: str) -> None:
+        """A retracted accept stops counting towards the item it names."""
+        row = conn.execute(
+            "UPDATE view_accepts SET retracted = 1 WHERE id = ? AND lid = ? RETURNING ref_log, ref, quantity",
+            (retracted, lid),
+        ).fetchone()
+        if row is not None:
+            cls._accept_counts(conn, row[0], row[1], row[2], -1)
+
+    @staticmethod
     def _after_progress_retracted(conn, lid: int, retracted: str) -> None:
         """A retracted progress report stops counting: the item's delivery falls back to the
         latest progress report of the same log about it that is not retracted (or to none)."""
@@ -295,6 +375,10 @@ class ViewUpdater:
                 "UPDATE view_progress SET id = ?, seq = ?, delivered = ? WHERE ref = ? AND lid = ?",
                 (latest[0], latest[1], latest[2], item, lid),
             )
+        conn.execute(
+            "UPDATE view_items SET delivered = ? WHERE id = ? AND lid = ?",
+            (latest[2] if latest is not None else 0, item, lid),
+        )
 
 
 def dump_view(store: Store) -> dict[str, list[tuple]]:

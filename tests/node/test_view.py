@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.authoring import Event
-from node.view import ViewUpdater, dump_view
+from node.view import VIEW_VERSION_KEY, ViewUpdater, dump_view
 from protocol.entry import log_id
 from protocol.merkle import EMPTY_ROOT, CompactTree
 from protocol.checkpoint import Checkpoint, sign_checkpoint
@@ -17,6 +17,37 @@ from protocol.checkpoint import Checkpoint, sign_checkpoint
 from .conftest import OFFER, PLEDGE
 
 _RUNS = itertools.count()
+
+# What node.view keeps of each item and accept, computed from scratch from the other view
+# tables by the joins the queries used before these facts were kept.
+_ITEM_FACTS_FROM_SCRATCH = """
+SELECT i.id, COALESCE(p.delivered, 0), r.ref IS NOT NULL,
+       (SELECT COALESCE(SUM(COALESCE(a.quantity, i.quantity)), 0) FROM view_accepts a
+        WHERE a.ref = i.id AND a.ref_log = l.log_id
+        AND NOT EXISTS (SELECT 1 FROM view_retracts ra WHERE ra.ref = a.id AND ra.lid = a.lid)),
+       (SELECT COUNT(*) FROM view_accepts a WHERE a.ref = i.id AND a.ref_log = l.log_id
+        AND NOT EXISTS (SELECT 1 FROM view_retracts ra WHERE ra.ref = a.id AND ra.lid = a.lid))
+FROM view_items i JOIN logs l ON l.lid = i.lid
+LEFT JOIN view_progress p ON p.ref = i.id AND p.lid = i.lid
+LEFT JOIN view_retracts r ON r.ref = i.id AND r.lid = i.lid
+ORDER BY i.id
+"""
+_ACCEPT_FACTS_FROM_SCRATCH = """
+SELECT a.id, te.id IS NOT NULL, EXISTS (SELECT 1 FROM view_retracts rt WHERE rt.ref = a.id AND rt.lid = a.lid)
+FROM view_accepts a
+LEFT JOIN logs tl ON tl.log_id = a.ref_log
+LEFT JOIN view_events te ON te.id = a.ref AND te.lid = tl.lid
+ORDER BY a.id
+"""
+
+
+def assert_kept_facts_are_from_scratch(store) -> None:
+    conn = store.conn
+    kept_items = conn.execute(
+        "SELECT id, delivered, retracted, accepted, accepts FROM view_items ORDER BY id").fetchall()
+    assert kept_items == conn.execute(_ITEM_FACTS_FROM_SCRATCH).fetchall()
+    kept_accepts = conn.execute("SELECT id, resolved, retracted FROM view_accepts ORDER BY id").fetchall()
+    assert kept_accepts == conn.execute(_ACCEPT_FACTS_FROM_SCRATCH).fetchall()
 
 
 def _events_for(rng: random.Random, origins: list[str], own: str, made: list[tuple[str, str, str]]) -> Event:
@@ -31,7 +62,11 @@ def _events_for(rng: random.Random, origins: list[str], own: str, made: list[tup
     if kind == "progress":
         return Event(type="progress", body={"ref": ref, "delivered": rng.randint(0, 50)})
     if kind == "accept":
-        return Event(type="accept", body={"log": log_id(origin or own), "ref": ref, "quantity": rng.randint(1, 9)})
+        named = log_id(rng.choice(origins) if rng.random() < 0.1 else (origin or own))  # sometimes the wrong log
+        body = {"log": named, "ref": ref, "quantity": rng.randint(1, 9)}
+        if rng.random() < 0.3:
+            del body["quantity"]  # the whole item
+        return Event(type="accept", body=body)
     if kind == "retract":
         return Event(type="retract", body={"ref": ref, "reason": "Plans changed."})
     if kind == "report":
@@ -81,10 +116,13 @@ def test_incremental_view_equals_rebuilt_view_in_any_arrival_order(make_node, tm
             target.store.set_head(lid, size=tree.size, root=tree.root(), checkpoint=cp, updated_ms=0)
         if rng.random() < 0.3:
             updater.catch_up(target.store)
+            assert_kept_facts_are_from_scratch(target.store)  # targets still missing, or arriving late
     updater.catch_up(target.store)
+    assert_kept_facts_are_from_scratch(target.store)
     incremental = dump_view(target.store)
     updater.rebuild(target.store)
     assert dump_view(target.store) == incremental
+    assert_kept_facts_are_from_scratch(target.store)
     statuses = {row[7] for row in incremental["view_events"]}
     assert "valid" in statuses
 
@@ -128,3 +166,54 @@ def test_retracted_progress_stops_counting(make_node):
     incremental = dump_view(athens.store)
     updater.rebuild(athens.store)
     assert dump_view(athens.store) == incremental
+
+
+def test_accepts_before_and_after_their_target_and_their_retraction_count_once(make_node):
+    athens = make_node("Athens")
+    berlin = make_node("Berlin", country="DE")
+    [offer] = berlin.author().append([Event(type="offer", body={**OFFER, "quantity": 12})])
+    ref, berlin_log = offer.id.hex(), log_id(berlin.config["node.origin"])
+    [early, whole, _] = athens.author().append([
+        Event(type="accept", body={"log": berlin_log, "ref": ref, "quantity": 5}),
+        Event(type="accept", body={"log": berlin_log, "ref": ref}),
+        Event(type="accept", body={"log": log_id(athens.config["node.origin"]), "ref": ref, "quantity": 7}),
+    ])
+    athens.author().append([Event(type="retract", body={"ref": early.id.hex(), "reason": "Too early."})])
+    updater = ViewUpdater(athens.registry)
+    updater.catch_up(athens.store)  # the accepts and the retraction, before the offer
+    assert_kept_facts_are_from_scratch(athens.store)
+    state = berlin.store.own_log()
+    with athens.store.write():
+        lid = athens.store.add_log(log_id=state.log_id, origin=state.origin, verifier=state.verifier,
+                                   own=False, root=EMPTY_ROOT)
+        tree = CompactTree()
+        for stored in berlin.store.entries(state.lid):
+            nodes = tree.append(stored.leaf)
+            athens.store.insert_entries(lid, stored.seq, [(stored.leaf, stored.entry, stored.body)], nodes)
+        athens.store.set_head(lid, size=tree.size, root=tree.root(), checkpoint=None, updated_ms=0)
+    updater.catch_up(athens.store)
+    assert athens.store.conn.execute(
+        "SELECT accepted, accepts FROM view_items WHERE id = ?", (ref,)).fetchone() == (12, 1)  # only `whole`
+    assert athens.store.conn.execute(
+        "SELECT resolved, retracted FROM view_accepts WHERE id = ?", (whole.id.hex(),)).fetchone() == (1, 0)
+    assert_kept_facts_are_from_scratch(athens.store)
+
+
+def test_a_view_built_by_another_release_is_rebuilt_before_use(make_node):
+    athens = make_node("Athens")
+    athens.author().append([Event(type="pledge", body=PLEDGE), Event(type="offer", body=OFFER)])
+    updater = ViewUpdater(athens.registry)
+    updater.catch_up(athens.store)
+    expected = dump_view(athens.store)
+    # As an older release left it: no version, and view_items without the kept facts.
+    with athens.store.write():
+        athens.store.set_meta(VIEW_VERSION_KEY, None)
+        athens.store.conn.execute("DROP TABLE view_items")
+        athens.store.conn.execute(
+            "CREATE TABLE view_items (id TEXT PRIMARY KEY, lid INTEGER NOT NULL, seq INTEGER NOT NULL, "
+            "type TEXT NOT NULL, kind TEXT NOT NULL, quantity INTEGER NOT NULL, unit TEXT NOT NULL, "
+            "from_date TEXT NOT NULL, until_date TEXT NOT NULL, description TEXT, time_ms INTEGER NOT NULL)"
+        )
+    assert updater.catch_up(athens.store) == 3  # the city profile and both items, applied again
+    assert dump_view(athens.store) == expected
+    assert updater.catch_up(athens.store) == 0
