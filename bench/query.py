@@ -14,12 +14,12 @@ slices; server CPU per request from /proc schedstat; loadavg ~2.4)::
     {"store": {"entries": 1000000, "view_entries_per_s": 9747, ...},
      "endpoints": {
        "pledges_filter":  {"node": {"rps": 19004, "p50_ms": 0.41, "p99_ms": 0.61, "server_cpu_us_per_request": 53,
-                                    "first_request_ms": 163, ...},
+                                    "first_request_ms": 21, ...},
                            "datasette": {"rps": 388, "p50_ms": 20.1, "p99_ms": 33.6, "server_cpu_us_per_request": 3103},
                            "ratio_vs_datasette": 49.0, "target_met": true},
-       "pledges_by_time": {"node": {"rps": 19035, "p99_ms": 0.66, ...}, "datasette": {"rps": 391, "p99_ms": 34.5, ...},
+       "pledges_by_time": {"node": {"rps": 19035, "p99_ms": 0.66, "first_request_ms": 74, ...}, "datasette": {"rps": 391, "p99_ms": 34.5, ...},
                            "ratio_vs_datasette": 48.6},
-       "summary":         {"node": {"rps": 13286, "p99_ms": 1.31, "first_request_ms": 4584, ...},
+       "summary":         {"node": {"rps": 13286, "p99_ms": 1.31, "first_request_ms": 481, ...},
                            "datasette": {"rps": 23, "p99_ms": 926, ...}, "ratio_vs_datasette": 578},
        "event":           {"node": {"rps": 5892, "p50_ms": 1.14, "p99_ms": 4.47, "server_cpu_us_per_request": 159},
                            "datasette": {"rps": 1342, "p50_ms": 5.44, "p99_ms": 12.4, "server_cpu_us_per_request": 815},
@@ -29,10 +29,15 @@ slices; server CPU per request from /proc schedstat; loadavg ~2.4)::
                            "ratio_vs_datasette": 4.29}},
      "target_met": true, "method": "..."}
 
+(``first_request_ms``: from a later full run, at commit f074081, loadavg ~1.5;
+its other node figures were as high or higher: summary 18,482 rps, p99 0.52 ms.)
+
 The node's list and summary figures are answers kept per database state
 (``node.api_routes``): a repeated request is a lookup, the first after a
-change costs ``first_request_ms`` (the summary's scan of every item). An event
-is computed for each id the node has not answered yet (its proof from kept
+change costs ``first_request_ms``: a scan of one covering index over the
+facts the view keeps per item (delivery, retraction, accepts; before f074081
+kept them, per-item joins made that 0.8-1.1 s per list and 4-5 s for the
+summary). An event is computed for each id the node has not answered yet (its proof from kept
 tile hashes): ``event`` draws ids from a 20,000-entry sample, so some repeat
 and may be kept answers; ``event_unseen`` never asks for an id twice.
 Other processes on a shared machine move these figures by up to 1.5x between
