@@ -8,15 +8,11 @@ output, not to CI.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.bench_run import run_bench
 
 SYNC_CASES = ("one_log", "many_logs", "small_log")
 SYNC_POSITIVE = (
@@ -33,16 +29,7 @@ GOSSIP_POSITIVE = (
 
 
 def _run(script: str, tmp_path: Path, *args: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)  # exactly one JSON document, nothing else on stdout
+    result = run_bench(script, "--quick", *args, tmp_path=tmp_path)
     assert result["quick"] is True
     # Every store, data folder and server log the run made is removed afterwards.
     assert list(tmp_path.iterdir()) == []

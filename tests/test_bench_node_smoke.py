@@ -7,15 +7,10 @@ how fast anything is; timings belong to the benchmark's output, not to CI.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.bench_run import run_bench
 
 POSITIVE = (
     "append_batched_entries_per_s",
@@ -41,16 +36,7 @@ FLAGS = ("target_met", "rss_flat", "rss_target_met")
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_bench_node_quick_prints_every_figure(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "node.py"), "--quick"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)  # exactly one JSON document, nothing else on stdout
+    result = run_bench("node.py", "--quick", tmp_path=tmp_path, timeout=120)
     assert result["quick"] is True
     for key in POSITIVE:
         value = result[key]

@@ -9,15 +9,10 @@ its figures are null and the reason is given.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.bench_run import run_bench
 ENDPOINTS = {"pledges_filter", "pledges_by_time", "summary", "event", "event_unseen"}
 POSITIVE = ("rps", "p50_ms", "p99_ms", "requests", "mean_bytes", "first_request_ms", "server_cpu_us_per_request",
             "client_cpu_us_per_request")
@@ -26,16 +21,7 @@ POSITIVE = ("rps", "p50_ms", "p99_ms", "requests", "mean_bytes", "first_request_
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_bench_query_quick_prints_every_figure(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "query.py"), "--quick"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)  # exactly one JSON document, nothing else on stdout
+    result = run_bench("query.py", "--quick", tmp_path=tmp_path)
     assert result["quick"] is True
     assert "share" in result["method"] and "cores" in result["method"]
 

@@ -7,10 +7,11 @@ of its one JSON object.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.bench_run import run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "protocol.py"
@@ -30,25 +31,12 @@ RATES = (
 )
 
 
-def run_bench(*args: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, str(BENCH), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) == 1, f"expected one JSON line, got {len(lines)}"
-    result = json.loads(lines[0])
-    assert isinstance(result, dict)
-    return result
+def run_protocol_bench(*args: str) -> dict:
+    return run_bench("protocol.py", *args, timeout=90)
 
 
 def test_quick_run_prints_every_figure():
-    result = run_bench("--quick", "--entries", "500")
+    result = run_protocol_bench("--quick", "--entries", "500")
     for key in RATES:
         value = result[key]
         assert isinstance(value, int | float) and not isinstance(value, bool), key
